@@ -149,7 +149,7 @@ def _pick(owner, name, what, valid, prefix=""):
     if found is None and name not in valid:
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-        raise ConfigError(f"unknown {what} {prefix}{name!r}{hint}; valid: {', '.join(prefix + v for v in valid)}")
+        raise ConfigError(f"unknown {what} '{prefix}{name}'{hint}; valid: {', '.join(prefix + v for v in valid)}")
     return found
 
 

@@ -1,0 +1,15 @@
+PYTHON ?= python
+
+.PHONY: install demo test bench
+
+install:
+	$(PYTHON) -m pip install -q -e ".[dev]"
+
+demo: install
+	$(PYTHON) tools/run.py experiments/demo_synth_mfn_arc.py
+
+test: install
+	$(PYTHON) -m pytest
+
+bench: install
+	$(PYTHON) bench/run_all.py

@@ -1,0 +1,125 @@
+"""Building blocks shared by the backbones: a fused batch norm and the conv/BN/PReLU helpers."""
+import math
+
+import keras
+from keras import ops
+
+# PyTorch's defaults (momentum 0.1 of the new batch, eps 1e-5), as insightface trains its models.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+PRELU_INIT = 0.25
+CONV_INIT = "he_normal"
+
+_FUSABLE_DTYPES = ("float16", "bfloat16", "float32")
+
+
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class FastBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization that runs TensorFlow's fused kernel for 4-D channels-last inputs.
+
+    Same weights, config, outputs and moving-statistics updates as `keras.layers.BatchNormalization`.
+    On the TensorFlow backend a (B, H, W, C) input goes through one `FusedBatchNormV3` op (and its
+    fused gradient) instead of the mean/variance/rsqrt graph Keras 3 emits; any other backend,
+    rank, mask, renorm or synchronized setting uses the parent's call.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        gamma = self.gamma if self.scale else tf.ones(self.moving_mean.shape)
+        beta = self.beta if self.center else tf.zeros(self.moving_mean.shape)
+        if training and self.trainable:
+            outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=tf.constant([]), variance=tf.constant([]),
+                epsilon=self.epsilon, is_training=True,
+            )
+            # The kernel reports the unbiased batch variance; Keras tracks the biased one.
+            count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], variance.dtype)
+            variance = variance * (count - 1.0) / count
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+            )
+        else:
+            outputs, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=self.moving_mean, variance=self.moving_variance,
+                epsilon=self.epsilon, is_training=False,
+            )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fusable(self, inputs, mask):
+        return (
+            keras.backend.backend() == "tensorflow"
+            and len(inputs.shape) == 4
+            and self.axis % 4 == 3
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and keras.backend.standardize_dtype(inputs.dtype) in _FUSABLE_DTYPES
+        )
+
+
+def channels(base, width):
+    """`base` channels scaled by `width`, at least one."""
+    return max(1, int(round(base * width)))
+
+
+def batch_norm(name, **kwargs):
+    return FastBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, **kwargs)
+
+
+def prelu(name):
+    """PReLU with one slope per channel."""
+    return keras.layers.PReLU(
+        alpha_initializer=keras.initializers.Constant(PRELU_INIT), shared_axes=[1, 2], name=name
+    )
+
+
+def conv(filters, kernel_size, name, strides=1, groups=1):
+    """Bias-free convolution (a batch norm always follows); `groups=filters` means depthwise."""
+    if groups == filters and groups > 1:
+        return keras.layers.DepthwiseConv2D(
+            kernel_size, strides=strides, padding="same", use_bias=False,
+            depthwise_initializer=CONV_INIT, name=name,
+        )
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", groups=groups, use_bias=False,
+        kernel_initializer=CONV_INIT, name=name,
+    )
+
+
+def conv_bn(x, filters, kernel_size, name, strides=1, groups=1, activation=True):
+    """conv → BN (→ PReLU when `activation`)."""
+    x = conv(filters, kernel_size, f"{name}_conv", strides=strides, groups=groups)(x)
+    x = batch_norm(f"{name}_bn")(x)
+    return prelu(f"{name}_prelu")(x) if activation else x
+
+
+def gdc_embedding(x, embedding_size, name="gdc"):
+    """Global depthwise convolution output: linear depthwise conv over the whole map → BN → flatten →
+    bias-free dense → BN (float32). The kernel is the feature map's own size, so any input size works."""
+    height, width = x.shape[1], x.shape[2]
+    if height is None or width is None:
+        raise ValueError(f"GDC output needs a static input size, got feature map {tuple(x.shape)}")
+    x = keras.layers.DepthwiseConv2D(
+        (height, width), padding="valid", use_bias=False, depthwise_initializer=CONV_INIT,
+        name=f"{name}_dwconv",
+    )(x)
+    x = batch_norm(f"{name}_bn")(x)
+    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
+    x = keras.layers.Dense(embedding_size, use_bias=False, name=f"{name}_dense")(x)
+    return batch_norm("embedding", dtype="float32")(x)
+
+
+def check_input_shape(input_shape, backbone):
+    """One-line error unless `input_shape` is a static (H, W, C)."""
+    if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        raise ValueError(f"{backbone}: input_shape must be (height, width, channels) ints, got {input_shape!r}")
+    return tuple(input_shape)
+
+
+def group_count(filters, groups):
+    """Largest group count ≤ `groups` that divides `filters` (grouped convs need both to agree)."""
+    return math.gcd(filters, groups)

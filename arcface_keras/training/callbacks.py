@@ -1,0 +1,122 @@
+"""Training callbacks: step checkpoints with resume, verification during training, W&B logging."""
+import csv
+import json
+import os
+from pathlib import Path
+
+import keras
+
+from arcface_keras.io import write_json
+
+
+def global_step(model):
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Every `save_steps` optimizer steps, save model + optimizer state as `ckpt-<step>.weights.h5`.
+
+    `latest.json` names the newest complete checkpoint; `restore` loads it so that rerunning an
+    interrupted command continues at the step it reached. Only the `keep` newest are kept.
+    """
+
+    def __init__(self, directory, save_steps, keep=3):
+        super().__init__()
+        self.directory = Path(directory)
+        self.save_steps = int(save_steps)
+        self.keep = keep
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if self.save_steps and step % self.save_steps == 0:
+            self.save(step)
+
+    def save(self, step):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"ckpt-{step:08d}.weights.h5"
+        tmp = self.directory / f".tmp-{os.getpid()}.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+        write_json(self.directory / "latest.json", {"step": step, "path": path.name})
+        for old in sorted(self.directory.glob("ckpt-*.weights.h5"))[: -self.keep]:
+            old.unlink()
+
+    @staticmethod
+    def restore(model, directory):
+        """Load the newest checkpoint into `model` (optimizer included); return its step or 0."""
+        latest = Path(directory) / "latest.json"
+        if not latest.is_file():
+            return 0
+        info = json.loads(latest.read_text())
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(Path(directory) / info["path"])
+        return int(info["step"])
+
+
+class VerificationCallback(keras.callbacks.Callback):
+    """Every `every_steps` steps, evaluate `evaluator` and log to CSV and W&B; keep the best weights."""
+
+    def __init__(self, evaluator, every_steps, csv_path, best_metric="", best_path=None):
+        super().__init__()
+        self.evaluator = evaluator
+        self.every_steps = int(every_steps)
+        self.csv_path = Path(csv_path)
+        self.best_metric = best_metric
+        self.best_path = best_path
+        self.best = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if self.every_steps and step % self.every_steps == 0:
+            self.run(step)
+
+    def run(self, step):
+        metrics = self.evaluator()
+        append_csv(self.csv_path, {"step": step, **metrics})
+        log_wandb(metrics, step)
+        value = metrics.get(self.best_metric)
+        if self.best_path and value is not None and (self.best is None or value > self.best):
+            self.best = value
+            tmp = Path(self.best_path).with_name(f".tmp-{os.getpid()}.weights.h5")
+            self.model.save_weights(tmp, overwrite=True)
+            os.replace(tmp, self.best_path)
+        return metrics
+
+
+class WandbLogger(keras.callbacks.Callback):
+    """Log loss, learning rate and epoch metrics to the active W&B run against the optimizer step."""
+
+    def __init__(self, every_steps=10):
+        super().__init__()
+        self.every_steps = every_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if step % self.every_steps == 0:
+            log_wandb({f"train/{k}": v for k, v in (logs or {}).items()} | {"train/lr": self.learning_rate()}, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        log_wandb({f"epoch/{k}": v for k, v in (logs or {}).items()} | {"epoch": epoch + 1}, global_step(self.model))
+
+    def learning_rate(self):
+        optimizer = self.model.optimizer
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def log_wandb(metrics, step):
+    import wandb
+
+    if wandb.run is not None:
+        wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+
+def append_csv(path, row):
+    """Append one row of metrics; the header is the first row's keys."""
+    path = Path(path)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
