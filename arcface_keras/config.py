@@ -74,6 +74,7 @@ class Log:
     work_dir: str = "work_dirs"
     wandb: str = "offline"  # "online", "offline" or "disabled"
     wandb_project: str = "arcface_keras"
+    every_steps: int = 10  # log training loss and learning rate every this many steps
 
 
 @dataclass

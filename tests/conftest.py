@@ -10,6 +10,7 @@ os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import pytest  # noqa: E402
 

@@ -1,44 +1,45 @@
 """Synthetic face identities: stylised, seeded faces drawn around the ArcFace 5-point template.
 
 Each identity has fixed traits (face shape, skin tone, eyes, brows, nose, mouth, hair, beard,
-glasses, moles); each image adds nuisance (expression, slight yaw, pose as one similarity warp,
-background clutter, lighting gradient, colour cast, blur, noise). The pixels depend only on
-(seed, identity, image), so any range of identities can be generated in any order, and a held-out
-set is simply another range of identity indices from the same distribution.
+glasses, moles); each image adds nuisance (expression, slight yaw/pitch, pose as one similarity
+warp, background clutter, lighting gradient, colour cast, blur, noise). The pixels depend only on
+(seed, identity, image), so identities can be generated in any order and number, and a held-out set
+is simply another range of identity indices drawn from the same distribution.
 """
 import concurrent.futures
 import functools
 import json
 import logging
+import math
 import multiprocessing
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from arcface_keras.evaluation.verification import kfold_accuracy, pair_distances
 from arcface_keras.io import atomic_path, write_json
 
 GENERATOR_VERSION = 1  # bump whenever the pixels change: cached folders are keyed by it
 SIZE = 112
 TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    np.float32,
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
 )  # left eye, right eye, nose tip, left and right mouth corner (x, y) in a 112x112 crop
 MANIFEST = "synthetic.json"
 JPEG_QUALITY = 95
 
-_IDENTITY_STREAM, _IMAGE_STREAM = 0, 1  # keeps identity and image random streams apart
-_PAD = 16  # the face is drawn on a padded canvas so the pose warp never exposes its edges
+_IDENTITY_STREAM, _IMAGE_STREAM = 0, 1  # keeps the identity and the image random streams apart
+_PAD = 16  # the person is drawn on a padded canvas so that the pose warp never exposes its edges
 _SHIFT = 4  # fractional bits of cv2 drawing coordinates
+_RAMP = np.linspace(-1, 1, SIZE, dtype=np.float32)
 _HAIR_COLOURS = np.array(
     [[22, 18, 16], [45, 30, 20], [75, 50, 30], [110, 75, 45], [150, 105, 60], [195, 160, 100],
-     [140, 60, 30], [120, 115, 110], [185, 180, 175]],
-    np.float32,
+     [140, 60, 30], [120, 115, 110], [185, 180, 175]]
 )
-_IRIS_COLOURS = np.array(
-    [[60, 35, 20], [95, 60, 30], [70, 110, 160], [80, 120, 80], [110, 115, 120], [120, 95, 50]], np.float32
-)
+_IRIS_COLOURS = np.array([[60, 35, 20], [95, 60, 30], [70, 110, 160], [80, 120, 80], [110, 115, 120], [120, 95, 50]])
+_HAIR_STYLES = ("bald", "short", "short", "long", "long", "buzz")
+_BEARDS = ("none",) * 6 + ("moustache", "full", "goatee", "stubble")
+_GLASSES = ("none",) * 6 + ("round", "square")
 _LOG = logging.getLogger(__name__)
 
 
@@ -46,6 +47,9 @@ def _check_index(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"synthetic {name}={value!r}: expected a non-negative integer")
     return int(value)
+
+
+# ---------------------------------------------------------------------------------------------- drawing
 
 
 def _fixed(points):
@@ -58,8 +62,17 @@ def _unit_arc(start, end, n):
     return np.stack([np.cos(t), np.sin(t)], axis=1)
 
 
-def _ellipse(cx, cy, a, b, start=0.0, end=2 * np.pi, n=40):
+@functools.lru_cache(maxsize=None)
+def _grid(n):
+    return np.linspace(-1, 1, n)
+
+
+def _ellipse(cx, cy, a, b, start=0.0, end=2 * np.pi, n=32):
     return _unit_arc(start, end, n) * (a, b) + (cx, cy)
+
+
+def _curve(x, y):
+    return np.stack([x, y], axis=1)
 
 
 def _rotate(points, centre, degrees):
@@ -86,30 +99,64 @@ class _Canvas:
         cv2.polylines(self.image, [_fixed(points)], False, colour, max(1, round(thickness)), cv2.LINE_AA, _SHIFT)
 
 
+# ---------------------------------------------------------------------------------------------- identity
+
+
 @functools.lru_cache(maxsize=256)
 def identity_traits(seed, identity):
-    """The fixed appearance of one identity: a dict of shapes, sizes and colours (canonical 112 frame)."""
+    """The fixed appearance of one identity: a dict of shapes, sizes and colours (canonical 112 frame).
+
+    Shapes are relative to the face centre; the returned arrays are shared: do not modify them.
+    """
     rng = np.random.default_rng([_check_index("seed", seed), _IDENTITY_STREAM, _check_index("identity", identity)])
     u = rng.uniform
     tone = u(0, 1)
-    skin = (1 - tone) * np.array([235, 198, 170]) + tone * np.array([105, 68, 48]) + rng.normal(0, 7, 3)
-    hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * u(0.8, 1.2) + rng.normal(0, 8, 3)
+    skin = np.clip((1 - tone) * np.array([235, 198, 170]) + tone * np.array([105, 68, 48]) + rng.normal(0, 7, 3), 30, 250)
+    hair = np.clip(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * u(0.8, 1.2) + rng.normal(0, 8, 3), 0, 255)
+    cy, a, b, jaw, chin = u(58, 64), u(33, 43), u(45, 53), u(1.7, 3.2), u(0.0, 0.3)
+    eye = dict(dx=u(-4, 4), dy=u(-4, 3), w=u(6.5, 10.5), h=u(2.8, 5.0), tilt=u(-10, 10), iris_r=u(2.6, 3.8),
+               iris=np.clip(_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] + rng.normal(0, 10, 3), 0, 255))
+    style = _HAIR_STYLES[rng.integers(len(_HAIR_STYLES))]
+    hair_line, curve, tilt, volume = u(16, 34), u(-10, 10), u(-8, 8), u(2, 10)
+
+    # Face outline: upper half an ellipse, lower half a superellipse narrowing towards the chin.
+    s = np.linspace(0, np.pi, 32)
+    lower_x = np.sign(np.cos(s)) * np.abs(np.cos(s)) ** (2 / jaw) * (1 - chin * np.sin(s) ** 2)
+    outline = np.vstack([_curve(a * lower_x, b * np.sin(s) ** (2 / jaw)), _ellipse(0, 0, a, b, np.pi, 2 * np.pi)])
+
+    # Hair cap: between the top of a head-sized ellipse and the hairline, down to the temples at the sides.
+    cap = None
+    if style != "bald":
+        volume = 1.0 if style == "buzz" else volume
+        width, height = a + 0.6 * volume, b + volume
+        x = np.linspace(-width, width, 24)
+        top = -2 - height * np.sqrt(np.clip(1 - (x / width) ** 2, 0, 1))
+        line = np.minimum(hair_line + curve * (x / a) ** 2 + tilt * x / a, TEMPLATE[0, 1] + eye["dy"] - 14) - cy
+        temple = TEMPLATE[0, 1] + eye["dy"] - 2 - cy
+        drop = np.clip((np.abs(x) / a - 0.78) / 0.3, 0, 1) ** 2
+        bottom = np.maximum(line * (1 - drop) + temple * drop, top)
+        cap = np.vstack([_curve(x, top), _curve(x, bottom)[::-1]])
+        if style == "buzz":
+            hair = 0.5 * hair + 0.5 * skin
+    long_hair = None
+    if style == "long":  # hair behind the head, falling to the shoulders
+        side = a + volume + 2
+        long_hair = np.vstack([_ellipse(0, -2, a + volume, b + volume, np.pi, 2 * np.pi),
+                               [[side, SIZE + _PAD - cy + 20], [-side, SIZE + _PAD - cy + 20]]])
+
     return {
-        "skin": np.clip(skin, 30, 250),
-        "face": dict(cy=u(58, 64), a=u(33, 43), b=u(45, 53), jaw=u(1.7, 3.2), chin=u(0.0, 0.3)),
+        "skin": skin,
+        "face": dict(cy=cy, a=a, b=b, outline=outline),
+        "hair": dict(colour=hair, cap=cap, long=long_hair),
         "ear": dict(size=u(7, 12), y=u(54, 66)),
-        "eye": dict(dx=u(-4, 4), dy=u(-4, 3), w=u(6.5, 10.5), h=u(2.8, 5.0), tilt=u(-10, 10),
-                    iris=_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] + rng.normal(0, 10, 3), iris_r=u(2.6, 3.8)),
+        "eye": eye,
         "brow": dict(gap=u(4.5, 10), thick=u(1.5, 4.5), arch=u(-1, 4), angle=u(-12, 12), length=u(0.9, 1.5),
-                     colour=np.clip(hair * u(0.5, 0.9), 0, 255)),
-        "nose": dict(tip=u(-5, 6), w=u(4.5, 9.5), bridge=u(0, 1) < 0.5, nostril=u(1.2, 2.4)),
+                     colour=hair * u(0.5, 0.9)),
+        "nose": dict(tip=u(-5, 6), w=u(4.5, 9.5), bridge=u() < 0.5, nostril=u(1.2, 2.4)),
         "mouth": dict(dy=u(-4, 4), w=u(10, 17), upper=u(1.5, 4.0), lower=u(2.0, 5.5),
                       colour=np.clip(skin * u(0.55, 0.85) + np.array([45, 0, 5]) * u(0.3, 1.2), 0, 255)),
-        "hair": dict(colour=np.clip(hair, 0, 255), style=rng.choice(["bald", "short", "short", "long", "long", "buzz"]),
-                     line=u(16, 34), curve=u(-10, 10), tilt=u(-8, 8), volume=u(2, 10)),
-        "beard": rng.choice(["none"] * 6 + ["moustache", "full", "goatee", "stubble"]),
-        "glasses": dict(kind=rng.choice(["none"] * 6 + ["round", "square"]), colour=rng.uniform(0, 200, 3),
-                        size=u(0.9, 1.3)),
+        "beard": _BEARDS[rng.integers(len(_BEARDS))],
+        "glasses": dict(kind=_GLASSES[rng.integers(len(_GLASSES))], colour=u(0, 200, 3), size=u(0.9, 1.3)),
         "moles": [(u(-0.7, 0.7), u(-0.2, 0.8), u(0.9, 1.8)) for _ in range(rng.integers(0, 4))],
     }
 
@@ -120,183 +167,174 @@ def _image_nuisance(rng):
         "yaw": u(-1, 1), "pitch": u(-1, 1),
         "mouth_open": u(0.2, 1.0) if u() < 0.3 else 0.0, "smile": u(-0.3, 1.0),
         "eye_open": 0.15 if u() < 0.05 else u(0.55, 1.0), "gaze": rng.normal(0, 0.8, 2), "brow_raise": u(-1.5, 2.5),
-        "angle": float(np.clip(rng.normal(0, 6), -15, 15)), "scale": float(np.exp(np.clip(rng.normal(0, 0.06), -0.15, 0.15))),
+        "angle": float(np.clip(rng.normal(0, 6), -15, 15)),
+        "scale": float(np.exp(np.clip(rng.normal(0, 0.06), -0.15, 0.15))),
         "shift": np.clip(rng.normal(0, 2.5, 2), -6, 6),
         "shirt": u(0, 255, 3),
     }
 
 
 def _draw_person(t, n):
-    """Draw the face of traits `t` with expression/yaw `n` on a padded canvas (canonical frame + _PAD)."""
-    size = SIZE + 2 * _PAD
+    """Draw identity `t` with expression and head turn `n` on a padded canvas (canonical frame + _PAD)."""
+    size, p = SIZE + 2 * _PAD, _PAD
     c = _Canvas(size)
-    p = _PAD
-    cx = 56 + p - 1.0 * n["yaw"]
-    f = t["face"]
-    cy, a, b = f["cy"] + p, f["a"], f["b"]
-    skin, hair, hs = t["skin"], t["hair"]["colour"], t["hair"]
-    hair_cy = cy - 2
+    face, skin, hair = t["face"], t["skin"], t["hair"]
+    cx, cy, a = 56 + p - 1.0 * n["yaw"], face["cy"] + p, face["a"]
+    centre = (cx, cy)
 
-    if hs["style"] == "long":  # hair behind the head, falling to the shoulders
-        top = _ellipse(cx, hair_cy, a + hs["volume"], b + hs["volume"], np.pi, 2 * np.pi)
-        c.fill(np.vstack([top, [[cx + a + hs["volume"] + 2, size], [cx - a - hs["volume"] - 2, size]]]), hair, True)
+    if hair["long"] is not None:
+        c.fill(hair["long"] + centre, hair["colour"], True)
     c.fill(_ellipse(56 + p, size + 18, 62, 42), n["shirt"], True)  # shoulders
-    neck_top, neck_w = cy + 0.3 * b, 0.55 * a
+    neck_top, neck_w = cy + 0.3 * face["b"], 0.55 * a
     c.fill([[cx - neck_w, neck_top], [cx + neck_w, neck_top], [cx + neck_w + 3, size], [cx - neck_w - 3, size]],
            skin * 0.82, True)
-    for side in (-1, 1):  # ears
-        ex = cx + side * (a - 1.5)
-        ey = t["ear"]["y"] + p
-        c.fill(_ellipse(ex, ey, 0.5 * t["ear"]["size"], t["ear"]["size"]), skin * 0.9, True)
+    ear = t["ear"]
+    for side in (-1, 1):
+        ex, ey = cx + side * (a - 1.5), ear["y"] + p
+        c.fill(_ellipse(ex, ey, 0.5 * ear["size"], ear["size"]), skin * 0.9, True)
         start = -0.5 * np.pi if side > 0 else 0.5 * np.pi
-        c.line(_ellipse(ex + side * 1.2, ey, 0.25 * t["ear"]["size"], 0.6 * t["ear"]["size"], start, start + np.pi),
+        c.line(_ellipse(ex + side * 1.2, ey, 0.25 * ear["size"], 0.6 * ear["size"], start, start + np.pi, 12),
                skin * 0.7, 1)
-
-    # Face: upper half an ellipse, lower half a superellipse narrowing towards the chin.
-    s = np.linspace(0, np.pi, 40)
-    lower_x = np.sign(np.cos(s)) * np.abs(np.cos(s)) ** (2 / f["jaw"]) * (1 - f["chin"] * np.sin(s) ** 2)
-    lower = np.stack([cx + a * lower_x, cy + b * np.abs(np.sin(s)) ** (2 / f["jaw"])], axis=1)
-    outline = np.vstack([lower, _ellipse(cx, cy, a, b, np.pi, 2 * np.pi)])
+    outline = face["outline"] + centre
     c.fill(outline, skin, True)
-
-    if hs["style"] != "bald":
-        volume = 1.0 if hs["style"] == "buzz" else hs["volume"]
-        arc = _ellipse(cx, hair_cy, a + 0.6 * volume, b + volume, np.pi, 2 * np.pi)
-        xs = np.linspace(a + 0.6 * volume, -a - 0.6 * volume, 20)
-        line_y = hs["line"] + p + hs["curve"] * (xs / a) ** 2 + hs["tilt"] * xs / a
-        c.fill(np.vstack([arc, np.stack([cx + xs, np.minimum(line_y, cy - 4)], axis=1)]), hair, True)
-    else:
-        for side in (-1, 1):
-            c.fill(_ellipse(cx + side * (a - 2), cy - 6, 3.5, 10), hair, True)
+    if hair["cap"] is not None:
+        c.fill(hair["cap"] + centre, hair["colour"], True)
 
     eye = t["eye"]
-    eye_cy = TEMPLATE[0, 1] + p + eye["dy"] + 0.8 * n["pitch"]
-    for side, tx in ((-1, TEMPLATE[0, 0]), (1, TEMPLATE[1, 0])):
-        ex = tx + p + side * eye["dx"] + 2.5 * n["yaw"]
-        _draw_eye(c, ex, eye_cy, side, eye, n, skin)
-        _draw_brow(c, ex, eye_cy, side, eye, t["brow"], n)
+    eye_y = TEMPLATE[0, 1] + p + eye["dy"] + 0.8 * n["pitch"]
+    eyes_x = [TEMPLATE[i, 0] + p + side * eye["dx"] + 2.5 * n["yaw"] for i, side in ((0, -1), (1, 1))]
+    for side, ex in zip((-1, 1), eyes_x):
+        _draw_eye(c, ex, eye_y, side, eye, n, skin)
+        _draw_brow(c, ex, eye_y, side, eye, t["brow"], n)
 
     nose = t["nose"]
     nx = TEMPLATE[2, 0] + p + 4.0 * n["yaw"]
     tip = TEMPLATE[2, 1] + p + nose["tip"] + 1.5 * n["pitch"]
     shadow = skin * 0.72
     if nose["bridge"]:
-        c.line([[nx - 2.5 - 1.5 * n["yaw"], eye_cy + 4], [nx - nose["w"] * 0.45, tip - 3]], shadow, 1)
-    c.line(np.stack([nx + np.linspace(-nose["w"], nose["w"], 9),
-                     tip - 2.5 + 3.5 * (1 - np.linspace(-1, 1, 9) ** 2)], axis=1), shadow, 1)
+        c.line([[nx - 2.5 - 1.5 * n["yaw"], eye_y + 4], [nx - nose["w"] * 0.45, tip - 3]], shadow, 1)
+    xs = _grid(9)
+    c.line(_curve(nx + nose["w"] * xs, tip - 2.5 + 3.5 * (1 - xs ** 2)), shadow, 1)
     for side in (-1, 1):
-        c.fill(_ellipse(nx + side * nose["w"] * 0.45, tip + 0.5, nose["nostril"], nose["nostril"] * 0.6), skin * 0.45)
+        c.fill(_ellipse(nx + side * nose["w"] * 0.45, tip + 0.5, nose["nostril"], nose["nostril"] * 0.6, n=12),
+               skin * 0.45)
 
-    _draw_beard(c, t, outline, cx, tip)
-    _draw_mouth(c, t["mouth"], n, TEMPLATE[3:, 0].mean() + p + 3.0 * n["yaw"], TEMPLATE[3:, 1].mean() + p)
-
+    mouth_x, mouth_y = TEMPLATE[3:, 0].mean() + p + 3.0 * n["yaw"], TEMPLATE[3:, 1].mean() + p + t["mouth"]["dy"]
+    _draw_beard(c, t, outline, mouth_x, tip, mouth_y)
+    _draw_mouth(c, t["mouth"], n, mouth_x, mouth_y)
     for mx, my, r in t["moles"]:
-        c.fill(_ellipse(cx + mx * a, cy + my * b * 0.6, r, r, n=12), skin * 0.45)
-    glasses = t["glasses"]
-    if glasses["kind"] != "none":
-        centres = [(tx + p + side * eye["dx"] + 2.5 * n["yaw"], eye_cy)
-                   for side, tx in ((-1, TEMPLATE[0, 0]), (1, TEMPLATE[1, 0]))]
-        half = eye["w"] * glasses["size"] + 2
-        for gx, gy in centres:
-            if glasses["kind"] == "round":
-                rim = _ellipse(gx, gy, half, half * 0.8)
-            else:
-                rim = np.array([[gx - half, gy - 0.7 * half], [gx + half, gy - 0.7 * half],
-                                [gx + half, gy + 0.7 * half], [gx - half, gy + 0.7 * half], [gx - half, gy - 0.7 * half]])
-            c.line(rim, glasses["colour"], 1.6)
-        c.line([[centres[0][0] + half, eye_cy - 1], [centres[1][0] - half, eye_cy - 1]], glasses["colour"], 1.6)
+        c.fill(_ellipse(cx + mx * a, cy + my * face["b"] * 0.6, r, r, n=10), skin * 0.45)
+    _draw_glasses(c, t["glasses"], eyes_x, eye_y, eye["w"])
     return c
 
 
 def _draw_eye(c, ex, ey, side, eye, n, skin):
     w, h = eye["w"], eye["h"] * n["eye_open"]
-    xs = np.linspace(-1, 1, 13)
-    upper = np.stack([ex + w * xs, ey - h * (1 - xs ** 2) ** 0.8], axis=1)
-    lower = np.stack([ex + w * xs, ey + 0.7 * eye["h"] * (1 - xs ** 2)], axis=1)
+    xs = _grid(13)
     tilt = -side * eye["tilt"]
-    upper, lower = _rotate(upper, (ex, ey), tilt), _rotate(lower, (ex, ey), tilt)
+    upper = _rotate(_curve(ex + w * xs, ey - h * (1 - xs ** 2) ** 0.8), (ex, ey), tilt)
+    lower = _rotate(_curve(ex + w * xs, ey + 0.7 * eye["h"] * (1 - xs ** 2)), (ex, ey), tilt)
     c.fill(np.vstack([upper, lower[::-1]]), (240, 238, 232))
     r = eye["iris_r"]
     ix, iy = ex + n["gaze"][0], ey + 0.3 * n["gaze"][1]
-    c.fill(_ellipse(ix, iy, r, r, n=20), eye["iris"])
-    c.fill(_ellipse(ix, iy, 0.45 * r, 0.45 * r, n=12), (15, 12, 12))
+    c.fill(_ellipse(ix, iy, r, r, n=16), eye["iris"])
+    c.fill(_ellipse(ix, iy, 0.45 * r, 0.45 * r, n=10), (15, 12, 12))
     c.fill(_ellipse(ix + 0.4 * r, iy - 0.4 * r, 0.3 * r, 0.3 * r, n=8), (250, 250, 250))
-    box = r + 2
-    c.fill(np.vstack([upper, [[ex + w + 1, ey - box - 1], [ex - w - 1, ey - box - 1]]]), skin)  # eyelids
-    c.fill(np.vstack([lower, [[ex + w + 1, ey + box + 1], [ex - w - 1, ey + box + 1]]]), skin)
+    box = r + 3  # eyelids: skin above the upper and below the lower lid hides the rest of the iris
+    c.fill(np.vstack([upper, [[ex + w + 1, ey - box], [ex - w - 1, ey - box]]]), skin)
+    c.fill(np.vstack([lower, [[ex + w + 1, ey + box], [ex - w - 1, ey + box]]]), skin)
     c.line(upper, (35, 25, 25), 1.5)
     c.line(lower, skin * 0.7, 1)
 
 
 def _draw_brow(c, ex, ey, side, eye, brow, n):
-    xs = np.linspace(-1, 1, 9) * eye["w"] * brow["length"]
-    ys = ey - eye["h"] - brow["gap"] - n["brow_raise"] - brow["arch"] * (1 - (xs / xs[-1]) ** 2)
-    centre = (ex, ey - eye["h"] - brow["gap"])
-    c.line(_rotate(np.stack([ex + xs, ys], axis=1), centre, -side * brow["angle"]), brow["colour"], brow["thick"])
+    xs = _grid(9)
+    y = ey - eye["h"] - brow["gap"]
+    points = _curve(ex + xs * eye["w"] * brow["length"], y - n["brow_raise"] - brow["arch"] * (1 - xs ** 2))
+    c.line(_rotate(points, (ex, y), -side * brow["angle"]), brow["colour"], brow["thick"])
 
 
 def _draw_mouth(c, mouth, n, mx, my):
-    my += mouth["dy"]
-    w = mouth["w"]
-    xs = np.linspace(-1, 1, 15)
+    xs = _grid(15)
     bulge = 1 - xs ** 2
     seam = my - 4.0 * n["smile"] * xs ** 2
     gap = 8.0 * n["mouth_open"] * bulge
-    upper_bottom = seam - 0.5 * gap
+    upper_bottom, lower_top = seam - 0.5 * gap, seam + 0.5 * gap
     upper_top = upper_bottom - mouth["upper"] * bulge ** 0.6 + 0.8 * np.exp(-((xs / 0.15) ** 2))
-    lower_top = seam + 0.5 * gap
     lower_bottom = lower_top + mouth["lower"] * bulge ** 0.7
-    x = mx + w * xs
+    x = mx + mouth["w"] * xs
+
+    def band(top, bottom):
+        return np.vstack([_curve(x, top), _curve(x, bottom)[::-1]])
+
     if n["mouth_open"] > 0:
-        c.fill(np.vstack([np.stack([x, upper_bottom], 1), np.stack([x, lower_top], 1)[::-1]]), (70, 20, 25))
-        teeth = np.minimum(upper_bottom + 2.0, lower_top)
-        c.fill(np.vstack([np.stack([x, upper_bottom], 1), np.stack([x, teeth], 1)[::-1]]), (235, 230, 215))
-    c.fill(np.vstack([np.stack([x, upper_top], 1), np.stack([x, upper_bottom], 1)[::-1]]), mouth["colour"])
-    c.fill(np.vstack([np.stack([x, lower_top], 1), np.stack([x, lower_bottom], 1)[::-1]]), mouth["colour"] * 1.08)
-    c.line(np.stack([x, seam - 0.5 * gap], 1), mouth["colour"] * 0.6, 1)
+        c.fill(band(upper_bottom, lower_top), (70, 20, 25))
+        c.fill(band(upper_bottom, np.minimum(upper_bottom + 2.0, lower_top)), (235, 230, 215))  # teeth
+    c.fill(band(upper_top, upper_bottom), mouth["colour"])
+    c.fill(band(lower_top, lower_bottom), mouth["colour"] * 1.08)
+    c.line(_curve(x, upper_bottom), mouth["colour"] * 0.6, 1)
 
 
-def _draw_beard(c, t, outline, cx, tip):
+def _draw_beard(c, t, outline, mouth_x, tip, mouth_y):
     kind, colour = t["beard"], t["hair"]["colour"]
-    if kind == "none":
-        return
-    mouth_y = TEMPLATE[3:, 1].mean() + _PAD + t["mouth"]["dy"]
     if kind in ("full", "stubble"):
-        chin = outline[outline[:, 1] > tip + 2]
         shade = colour if kind == "full" else 0.6 * t["skin"] + 0.4 * colour
-        c.fill(chin, shade)
-    if kind in ("moustache", "full"):
-        w = t["mouth"]["w"] + 2
-        c.fill([[cx - w, mouth_y + 1], [cx - 3, tip + 3], [cx + 3, tip + 3], [cx + w, mouth_y + 1],
-                [cx, mouth_y - 3]], colour)
+        c.fill(outline[outline[:, 1] > tip + 2], shade)
+    if kind in ("moustache", "full"):  # a band over the upper lip, drooping at the ends
+        xs = _grid(11)
+        x, lip = mouth_x + (t["mouth"]["w"] + 2) * xs, mouth_y - t["mouth"]["upper"] - 1 + 3 * xs ** 2
+        c.fill(np.vstack([_curve(x, np.maximum(lip - 4, tip + 2)), _curve(x, lip)[::-1]]), colour)
     if kind == "goatee":
-        c.fill(_ellipse(cx, mouth_y + 10, 7, 7), colour)
+        c.fill(_ellipse(mouth_x, mouth_y + 10, 7, 7, n=16), colour)
+
+
+def _draw_glasses(c, glasses, eyes_x, eye_y, eye_w):
+    if glasses["kind"] == "none":
+        return
+    half = eye_w * glasses["size"] + 2
+    for gx in eyes_x:
+        if glasses["kind"] == "round":
+            rim = _ellipse(gx, eye_y, half, half * 0.8)
+        else:
+            rim = np.array([[-1, -0.7], [1, -0.7], [1, 0.7], [-1, 0.7], [-1, -0.7]]) * half + (gx, eye_y)
+        c.line(rim, glasses["colour"], 1.6)
+    c.line([[eyes_x[0] + half, eye_y - 1], [eyes_x[1] - half, eye_y - 1]], glasses["colour"], 1.6)
+
+
+def _gradient(direction):
+    """A unit linear ramp across the image in `direction` (radians): float32 (112, 112)."""
+    return math.cos(direction) * _RAMP[None, :] + math.sin(direction) * _RAMP[:, None]
 
 
 def _background(rng):
+    """A colour ramp with random shapes, sometimes out of focus: float32 (112, 112, 3)."""
     u = rng.uniform
-    base = u(0, 255, 3)
-    ramp = np.linspace(-1, 1, SIZE, dtype=np.float32)
-    direction = u(0, 2 * np.pi)
-    field = np.cos(direction) * ramp[None, :] + np.sin(direction) * ramp[:, None]
-    image = np.clip(base + field[..., None] * u(-60, 60, 3), 0, 255).astype(np.uint8)
+    base, slope = u(0, 255, 3).astype(np.float32), u(-60, 60, 3).astype(np.float32)
+    image = base + _gradient(u(0, 2 * np.pi))[..., None] * slope
     for _ in range(rng.integers(3, 11)):
         colour = tuple(float(v) for v in u(0, 255, 3))
         kind = rng.integers(4)
-        x, y = u(-10, SIZE + 10, 2)
+        x, y = (int(v) for v in u(-10, SIZE + 10, 2))
         if kind == 0:
-            w, h = u(5, 50, 2)
-            cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), colour, -1)
+            w, h = (int(v) for v in u(5, 50, 2))
+            cv2.rectangle(image, (x, y), (x + w, y + h), colour, -1)
         elif kind == 1:
-            cv2.circle(image, (int(x), int(y)), int(u(3, 30)), colour, -1, cv2.LINE_AA)
+            cv2.circle(image, (x, y), int(u(3, 30)), colour, -1, cv2.LINE_AA)
         elif kind == 2:
-            x2, y2 = u(-10, SIZE + 10, 2)
-            cv2.line(image, (int(x), int(y)), (int(x2), int(y2)), colour, int(u(1, 8)), cv2.LINE_AA)
+            x2, y2 = (int(v) for v in u(-10, SIZE + 10, 2))
+            cv2.line(image, (x, y), (x2, y2), colour, int(u(1, 8)), cv2.LINE_AA)
         else:
             cv2.fillPoly(image, [_fixed(u(-10, SIZE + 10, (3, 2)))], colour, cv2.LINE_AA, _SHIFT)
-    if u() < 0.5:
+    if u() < 0.5:  # out of focus
         image = cv2.GaussianBlur(image, (0, 0), u(0.8, 2.5))
-    return image.astype(np.float32)
+    return image
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank():
+    """Fixed zero-mean uniform noise of unit std; each image takes a random window (cheaper than fresh noise)."""
+    noise = np.random.default_rng(12345).random((2 * SIZE, 2 * SIZE, 3), dtype=np.float32)
+    return (noise - np.float32(0.5)) * np.float32(np.sqrt(12))
 
 
 def render_identity_image(seed, identity, image):
@@ -306,18 +344,160 @@ def render_identity_image(seed, identity, image):
     nuisance = _image_nuisance(rng)
     person = _draw_person(traits, nuisance)
 
-    centre = (56.0, 62.0)
-    warp = cv2.getRotationMatrix2D(centre, nuisance["angle"], nuisance["scale"])
-    warp[:, 2] += nuisance["shift"] - warp[:, :2] @ [_PAD, _PAD]  # canvas -> canonical -> posed
+    warp = cv2.getRotationMatrix2D((56.0, 62.0), nuisance["angle"], nuisance["scale"])
+    warp[:, 2] += nuisance["shift"] - warp[:, :2] @ [_PAD, _PAD]  # padded canvas -> canonical -> posed
     face = cv2.warpAffine(person.image, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32)
-    alpha = cv2.warpAffine(person.mask, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255
-    pixels = _background(rng) * (1 - alpha) + face * alpha
+    alpha = cv2.warpAffine(person.mask, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
+    pixels = cv2.blendLinear(face, _background(rng), alpha, 1 - alpha)
 
-    ramp = np.linspace(-1, 1, SIZE, dtype=np.float32)
-    direction = rng.uniform(0, 2 * np.pi)
-    light = 1 + rng.uniform(0, 0.5) * (np.cos(direction) * ramp[None, :] + np.sin(direction) * ramp[:, None])
-    pixels *= (light * rng.uniform(0.75, 1.2))[..., None] * np.exp(rng.normal(0, 0.07, 3))
+    light = 1 + np.float32(rng.uniform(0, 0.5)) * _gradient(rng.uniform(0, 2 * np.pi))  # lighting gradient
+    colour = np.exp(rng.normal(0, 0.07, 3)) * rng.uniform(0.75, 1.2)  # white balance and exposure
+    pixels *= light[..., None] * colour.astype(np.float32)
     if rng.uniform() < 0.6:
         pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.3, 1.2))
-    pixels += rng.normal(0, rng.uniform(1, 7), pixels.shape).astype(np.float32)
+    y, x = rng.integers(0, SIZE, 2)
+    pixels += _noise_bank()[y:y + SIZE, x:x + SIZE] * np.float32(rng.uniform(1, 7))
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def render_identities(seed, identities, images_per_identity, first_identity=0):
+    """All images of identities first_identity.. in memory: (uint8 (N*K, 112, 112, 3) RGB, int labels 0..N-1)."""
+    images = np.stack([render_identity_image(seed, first_identity + i, k)
+                       for i in range(identities) for k in range(images_per_identity)])
+    return images, np.repeat(np.arange(identities), images_per_identity)
+
+
+# ---------------------------------------------------------------------------------------------- difficulty
+
+
+def verification_pairs(labels, pairs, seed=0):
+    """Balanced same/different pairs, alternating so every contiguous fold is balanced: (first, second, issame)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    members = {c: np.flatnonzero(labels == c) for c in classes}
+    with_two = [c for c in classes if len(members[c]) >= 2]
+    if not with_two or len(classes) < 2:
+        raise ValueError(f"verification pairs need >= 2 identities and one with >= 2 images, got {len(classes)} identities")
+    rng = np.random.default_rng([seed, 2])
+    first, second = np.empty(pairs, int), np.empty(pairs, int)
+    issame = np.arange(pairs) % 2 == 0
+    for p in range(pairs):
+        if issame[p]:
+            first[p], second[p] = rng.choice(members[with_two[rng.integers(len(with_two))]], 2, replace=False)
+        else:
+            a, b = rng.choice(classes, 2, replace=False)
+            first[p], second[p] = rng.choice(members[a]), rng.choice(members[b])
+    return first, second, issame
+
+
+def verification_accuracy(features, labels, pairs=1000, seed=0):
+    """10-fold verification accuracy (insightface protocol) of cosine similarity between feature vectors."""
+    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    first, second, issame = verification_pairs(labels, pairs, seed)
+    return kfold_accuracy(pair_distances(features[first], features[second]), issame)
+
+
+def raw_pixel_accuracy(images, labels, pairs=1000, seed=0):
+    """The no-learning baseline: verification accuracy of centred, L2-normalised raw pixels."""
+    return verification_accuracy((np.asarray(images, np.float32) - 127.5) / 127.5, labels, pairs, seed)
+
+
+# ---------------------------------------------------------------------------------------------- folders
+
+
+def identity_name(identity):
+    return f"id_{identity:05d}"
+
+
+def _image_path(out_dir, identity, image):
+    return Path(out_dir) / identity_name(identity) / f"{image:04d}.jpg"
+
+
+def _is_valid_image(path):
+    if not path.is_file():
+        return False
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return pixels is not None and pixels.shape == (SIZE, SIZE, 3)
+
+
+def _write_identity(out_dir, seed, identity, images_per_identity):
+    """Write the missing or unreadable images of one identity; return how many were written."""
+    written = 0
+    for image in range(images_per_identity):
+        path = _image_path(out_dir, identity, image)
+        if _is_valid_image(path):
+            continue
+        rgb = render_identity_image(seed, identity, image)
+        ok, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError(f"{path}: JPEG encoding failed")
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(jpeg.tobytes())
+        written += 1
+    return written
+
+
+def _single_threaded_cv2():
+    cv2.setNumThreads(1)
+
+
+def _manifest(identities, images_per_identity, seed, first_identity):
+    return {
+        "generator": __name__,
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "first_identity": first_identity,
+        "identities": identities,
+        "images_per_identity": images_per_identity,
+        "image_size": SIZE,
+        "layout": "id_<identity, 5 digits>/<image, 4 digits>.jpg",
+    }
+
+
+def _read_manifest(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_identities(out_dir, identities, images_per_identity, seed=0, first_identity=0, workers=1):
+    """Write identities first_identity.. as `<out_dir>/id_XXXXX/KKKK.jpg`; return out_dir.
+
+    Existing valid images are kept, so an interrupted run resumes. `synthetic.json`, written last,
+    marks the folder complete; a folder made with another seed or generator version is refused.
+    """
+    out_dir = Path(out_dir)
+    identities, images_per_identity = _check_index("identities", identities), _check_index("images", images_per_identity)
+    seed, first_identity = _check_index("seed", seed), _check_index("first_identity", first_identity)
+    workers = max(1, _check_index("workers", workers))
+    manifest_path = out_dir / MANIFEST
+    old = _read_manifest(manifest_path) if manifest_path.exists() else None
+    if old is not None and (old.get("seed"), old.get("version")) != (seed, GENERATOR_VERSION):
+        raise ValueError(f"{manifest_path}: holds seed {old.get('seed')} of generator version {old.get('version')},"
+                         f" not seed {seed} of version {GENERATOR_VERSION}; use another folder")
+    if manifest_path.exists():
+        manifest_path.unlink()  # complete again only once every image is there
+    ids = range(first_identity, first_identity + identities)
+    jobs = ([out_dir] * len(ids), [seed] * len(ids), ids, [images_per_identity] * len(ids))
+    if workers == 1:
+        written = sum(map(_write_identity, *jobs))
+    else:
+        context = multiprocessing.get_context("spawn")  # the caller may hold TensorFlow threads: no fork
+        with concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_single_threaded_cv2) as pool:
+            written = sum(pool.map(_write_identity, *jobs, chunksize=max(1, len(ids) // (8 * workers))))
+    write_json(manifest_path, _manifest(identities, images_per_identity, seed, first_identity))
+    total = identities * images_per_identity
+    _LOG.info("%s: wrote %d images, kept %d existing (%d identities x %d images)",
+              out_dir, written, total - written, identities, images_per_identity)
+    return out_dir
+
+
+def ensure_synthetic(cache_dir, identities, images_per_identity, seed, first_identity=0, workers=1):
+    """A complete synthetic folder under `cache_dir` keyed by the parameters, generated if absent or incomplete."""
+    folder = Path(cache_dir).expanduser() / (
+        f"synthetic_v{GENERATOR_VERSION}_seed{seed}_id{first_identity}-{first_identity + identities - 1}"
+        f"_x{images_per_identity}")
+    if _read_manifest(folder / MANIFEST) == _manifest(identities, images_per_identity, seed, first_identity):
+        return folder
+    return write_identities(folder, identities, images_per_identity, seed, first_identity, workers)

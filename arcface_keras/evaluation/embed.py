@@ -2,12 +2,8 @@
 import cv2
 import numpy as np
 
+from arcface_keras.data.pipeline import scale
 from arcface_keras.evaluation.verification import l2_normalize
-
-
-def to_model_input(images):
-    """uint8 RGB (N, H, W, 3) → float32 in [-1, 1], the scaling the models are trained with."""
-    return (images.astype(np.float32) - 127.5) / 127.5
 
 
 def resize_images(images, size):
@@ -34,7 +30,7 @@ def embed_images(embedder, images, batch_size=128, flip=True):
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        batch = to_model_input(batch if None in size else resize_images(batch, size))
+        batch = scale((batch if None in size else resize_images(batch, size)).astype(np.float32))
         embedding = np.asarray(embedder.predict_on_batch(batch), np.float32)
         if flip:
             embedding = embedding + np.asarray(embedder.predict_on_batch(np.ascontiguousarray(batch[:, :, ::-1])), np.float32)

@@ -2,6 +2,7 @@
 import platform
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import keras
@@ -83,7 +84,7 @@ def run(experiment, command=None):
         callbacks += [
             cb.StepCheckpoint(work_dir / "checkpoints", t.save_steps),
             keras.callbacks.CSVLogger(str(work_dir / "train_log.csv"), append=True),
-            cb.WandbLogger(),
+            cb.WandbLogger(experiment.log.every_steps),
         ]
         if experiment.eval.every_steps:
             callbacks.append(cb.VerificationCallback(
@@ -176,7 +177,7 @@ def start_wandb(experiment, work_dir):
     import wandb
 
     id_file = work_dir / "wandb_id.txt"
-    run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
     write_text(id_file, run_id + "\n")
     return wandb.init(project=experiment.log.wandb_project, name=experiment.name, id=run_id, resume="allow",
                       config=experiment.to_dict(), dir=str(work_dir), mode=experiment.log.wandb,

@@ -1,0 +1,227 @@
+"""Training images from identity folders, list files and InsightFace .rec files, merged into one label space."""
+import csv
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from arcface_keras.data import recordio
+from arcface_keras.data.folders import list_identity_folder
+from arcface_keras.data.tfrecord import MANIFEST, write_records
+from arcface_keras.io import atomic_path, write_json
+
+DEFAULT_JPEG_QUALITY = 95
+
+
+class Source:
+    """A named, indexable set of labelled images: `len(source)`, `read(i) -> (encoded bytes, label)`.
+
+    `read` may be called from several threads at once; labels are 0 .. num_classes − 1 of this source.
+    """
+
+    kind = ""
+
+    def __init__(self, path, class_names, name=None):
+        self.path = str(path)
+        self.class_names = list(class_names)
+        self.name = name or default_name(path)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def describe(self, index):
+        """Where item `index` comes from, for reports."""
+        raise NotImplementedError
+
+    def entry(self, label_offset, num_images):
+        return {"path": self.path, "kind": self.kind, "label_offset": label_offset,
+                "num_classes": self.num_classes, "num_images": num_images}
+
+
+class FileSource(Source):
+    """Image files with known labels: an identity folder or a list file."""
+
+    def __init__(self, path, kind, paths, labels, class_names, name=None):
+        super().__init__(path, class_names, name)
+        self.kind = kind
+        self.paths, self.labels = list(paths), list(labels)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def read(self, index):
+        return Path(self.paths[index]).read_bytes(), self.labels[index]
+
+    def describe(self, index):
+        return self.paths[index]
+
+
+class RecSource(Source):
+    """The image records of an InsightFace .rec file (keys from its .idx, or a scan without one)."""
+
+    kind = "rec"
+
+    def __init__(self, rec_path, idx_path=None, name=None):
+        self.records = recordio.RecordFile(rec_path, idx_path)
+        self.keys = self.records.image_keys()
+        num_classes = self.records.num_identities()
+        if num_classes is None:  # no header record: one pass over the labels
+            num_classes = max((self.records.image(key)[1] for key in self.keys), default=-1) + 1
+        super().__init__(rec_path, [str(label) for label in range(num_classes)], name)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def read(self, index):
+        return self.records.image(self.keys[index])
+
+    def describe(self, index):
+        return f"{self.path} key {self.keys[index]}"
+
+
+def default_name(path):
+    """A folder is named after itself, a file (train.rec, train.txt) after its folder."""
+    path = Path(path).expanduser().resolve()
+    return path.name if path.is_dir() else path.parent.name
+
+
+def folder_source(root, name=None):
+    """`root/<identity>/<image>`: labels by sorted identity name."""
+    paths, labels, class_names = list_identity_folder(root)
+    return FileSource(root, "folder", paths, labels, class_names, name)
+
+
+def read_list(list_path, root=None):
+    """Lines `relative_path<TAB>identity` → (paths under `root`, labels, class_names sorted by name).
+
+    `root` defaults to the list file's folder; blank lines and lines starting with # are ignored.
+    """
+    list_path = Path(list_path)
+    root = Path(root) if root is not None else list_path.parent
+    if not list_path.is_file():
+        raise FileNotFoundError(f"{list_path}: no such list file")
+    rows = []
+    for number, line in enumerate(list_path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.rstrip("\r").split("\t")
+        if len(fields) != 2 or not all(f.strip() for f in fields):
+            raise ValueError(f"{list_path}:{number}: expected 'relative_path<TAB>identity', got {line!r}")
+        rows.append((str(root / fields[0].strip()), fields[1].strip()))
+    if not rows:
+        raise ValueError(f"{list_path}: no images listed")
+    class_names = sorted({identity for _, identity in rows})
+    label_of = {identity: label for label, identity in enumerate(class_names)}
+    return [p for p, _ in rows], [label_of[identity] for _, identity in rows], class_names
+
+
+def list_source(list_path, root=None, name=None):
+    paths, labels, class_names = read_list(list_path, root)
+    return FileSource(list_path, "list", paths, labels, class_names, name or default_name(root or list_path))
+
+
+def rec_source(rec_path, idx_path=None, name=None):
+    return RecSource(rec_path, idx_path, name)
+
+
+def label_space(sources):
+    """Label offsets (classes of the sources before) and class names, source-prefixed if names collide."""
+    names = [source.name for source in sources]
+    for i, name in enumerate(names):  # make source names unique: train, train-2 …
+        if name in names[:i]:
+            names[i] = f"{name}-{names[:i].count(name) + 1}"
+    offsets = np.cumsum([0] + [source.num_classes for source in sources])[:-1].tolist()
+    class_names = [n for source in sources for n in source.class_names]
+    if len(set(class_names)) < len(class_names):
+        class_names = [f"{name}/{n}" for name, source in zip(names, sources) for n in source.class_names]
+    return names, offsets, class_names
+
+
+class SkippedImage(ValueError):
+    """An image left out of the conversion: empty, unreadable or not decodable."""
+
+
+def encoded_image(data, reencode_quality=None):
+    """Checked image bytes: the original JPEG/PNG, or a JPEG re-encoded at `reencode_quality`.
+
+    Other formats are always re-encoded (at 95 unless told). Raises SkippedImage for a bad image.
+    """
+    if not data:
+        raise SkippedImage("empty file")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SkippedImage("not a decodable image")
+    if reencode_quality is None and (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"):
+        return data
+    quality = DEFAULT_JPEG_QUALITY if reencode_quality is None else int(reencode_quality)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise SkippedImage("could not be re-encoded as JPEG")
+    return encoded.tobytes()
+
+
+def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, shuffle=True, seed=0,
+            progress=True):
+    """Write every source into one sharded TFRecord set with one label space; returns the manifest.
+
+    Source k's labels are offset by the classes of sources 0..k−1. Images go in shuffled order
+    (with `seed`) unless `shuffle` is False. Bad images are skipped, listed in `skipped.csv`
+    and counted in the manifest. The manifest is written last: a folder with one is complete.
+    """
+    if not sources:
+        raise ValueError("no sources to convert: give at least one identity folder, list file or .rec file")
+    out_dir = Path(out_dir)
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
+    names, offsets, class_names = label_space(sources)
+    sizes = [len(source) for source in sources]
+    which = np.repeat(np.arange(len(sources)), sizes)
+    index = np.concatenate([np.arange(size) for size in sizes])
+    if shuffle:
+        permutation = np.random.default_rng(seed).permutation(len(which))
+        which, index = which[permutation], index[permutation]
+    order = ((int(s), int(i)) for s, i in zip(which, index))
+    skipped, lock = [], threading.Lock()
+
+    def prepare(item):
+        s, i = item
+        try:
+            data, label = sources[s].read(i)
+            return encoded_image(data, reencode_quality), label + offsets[s]
+        except (OSError, SkippedImage, recordio.RecordIOError) as error:
+            with lock:
+                skipped.append((names[s], sources[s].describe(i), str(error) or type(error).__name__))
+            return None
+
+    bar = tqdm(order, total=len(which), desc=f"writing {out_dir}", unit="img", disable=not progress)
+    shards = write_records(bar, out_dir, num_shards, workers=workers, prepare=prepare)
+    skipped.sort()
+    write_skipped(out_dir / "skipped.csv", skipped)
+    entries = []
+    for name, source, offset in zip(names, sources, offsets):
+        bad = sum(row[0] == name for row in skipped)
+        entries.append({**source.entry(offset, len(source) - bad), "name": name, "skipped": bad})
+    manifest = {
+        "num_classes": len(class_names),
+        "num_images": sum(shards.values()),
+        "class_names": class_names,
+        "sources": entries,
+        "shards": shards,
+        "skipped": len(skipped),
+        "reencode_quality": reencode_quality,
+    }
+    write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def write_skipped(path, rows):
+    """skipped.csv (source, item, reason); removed when nothing was skipped."""
+    if not rows:
+        Path(path).unlink(missing_ok=True)
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source", "item", "reason"])
+        writer.writerows(rows)

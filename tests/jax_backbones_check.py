@@ -1,0 +1,64 @@
+"""Build each backbone family on the JAX backend, run a forward pass and a gradient; exit 1 on failure.
+
+Run with KERAS_BACKEND=jax (tests/test_backbones.py does so in a subprocess).
+"""
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from arcface_keras.registry import BACKBONES  # noqa: E402
+import arcface_keras.backbones  # noqa: E402, F401
+
+CASES = (
+    {"type": "mobilefacenet", "width": 0.125},
+    {"type": "resnet18", "width": 0.0625},
+    {"type": "resnet18", "width": 0.0625, "se": True, "output": "GDC", "dropout": 0.1},
+)
+EMBEDDING_SIZE = 8
+
+
+def check(spec):
+    """Jitted forward and gradient through `stateless_call`; returns a problem or None."""
+    model = BACKBONES.build(spec, input_shape=(32, 32, 3), embedding_size=EMBEDDING_SIZE)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+
+    def loss_fn(trainable, non_trainable):
+        embeddings, non_trainable = model.stateless_call(trainable, non_trainable, images, training=True)
+        return jax.numpy.mean(embeddings**2), (embeddings.shape, non_trainable)
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    (loss, (shape, new_non_trainable)), grads = step(trainable, non_trainable)
+    if shape != (4, EMBEDDING_SIZE):
+        return f"embedding shape {shape}, expected (4, {EMBEDDING_SIZE})"
+    if not np.isfinite(float(loss)):
+        return f"loss {loss}"
+    if not all(np.isfinite(g).all() for g in grads) or not any(np.abs(g).max() > 0 for g in grads):
+        return "gradients not finite or all zero"
+    if all(np.array_equal(a, b) for a, b in zip(non_trainable, new_non_trainable)):
+        return "batch-norm moving statistics did not update in training mode"
+    return None
+
+
+def main():
+    if keras.backend.backend() != "jax":
+        print(f"expected KERAS_BACKEND=jax, got {keras.backend.backend()!r}")
+        return 1
+    failures = 0
+    for spec in CASES:
+        problem = check(spec)
+        print(f"{spec}: {problem or 'ok'}")
+        failures += problem is not None
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Face alignment, MTCNN detection, the batch cropping job and tools/verify.py, on real photos."""
+import csv
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+
+from arcface_keras.faces import align, detect
+from arcface_keras.faces.preprocess import CropOptions, identity_of, output_path, preprocess, read_rgb, write_rgb
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def load_tool(repo_root, name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", repo_root / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def similarity_matrix(angle_degrees, scale, shift):
+    angle = np.deg2rad(angle_degrees)
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return np.hstack([rotation, np.array(shift, float)[:, None]])
+
+
+def blob_centroid(image):
+    ys, xs = np.mgrid[: image.shape[0], : image.shape[1]]
+    weights = image.astype(np.float64)
+    return np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    image = skimage_data.astronaut()
+    return image, detect.pick_face(detect.detect(image))
+
+
+# Alignment geometry (no detector)
+
+
+@pytest.mark.parametrize("size", [(112, 112), (112, 96)])
+def test_align_face_brings_transformed_landmarks_back_to_template(size):
+    target = align.template(size)
+    forward = similarity_matrix(23.0, 2.7, (130.0, 45.0))
+    landmarks = align.apply_transform(forward, target)
+    estimated = align.similarity_transform(landmarks, target)
+    assert np.abs(align.apply_transform(estimated, landmarks) - target).max() < 0.5
+
+    # The warp itself: a blob drawn at each landmark lands on its template point.
+    for point, expected in zip(landmarks, target):
+        canvas = np.zeros((500, 500), np.float32)
+        cv2.circle(canvas, (int(round(point[0] * 16)), int(round(point[1] * 16))), 5 * 16, 1.0, -1, cv2.LINE_AA, shift=4)
+        crop = align.align_face(canvas, landmarks, size)
+        assert crop.shape == size
+        assert np.linalg.norm(blob_centroid(crop) - expected) < 0.5
+
+
+def test_similarity_transform_never_reflects():
+    mirrored = align.ARCFACE_TEMPLATE * [-1.0, 1.0] + [112.0, 0.0]
+    matrix = align.similarity_transform(mirrored, align.ARCFACE_TEMPLATE)
+    assert np.linalg.det(matrix[:, :2]) > 0
+    with pytest.raises(ValueError, match="coincide"):
+        align.similarity_transform(np.ones((5, 2)), align.ARCFACE_TEMPLATE)
+
+
+def test_template_for_112x96_is_shifted_by_8():
+    np.testing.assert_allclose(align.template((112, 96)), align.ARCFACE_TEMPLATE - [8.0, 0.0])
+    assert align.parse_size("112x96") == (112, 96) and align.parse_size("112") == (112, 112)
+    with pytest.raises(ValueError, match="112x96"):
+        align.parse_size("big")
+
+
+def red_patch_photo(tmp_path):
+    """A PNG written by OpenCV (BGR on disk) with a pure red square on gray; returns its path and the box."""
+    bgr = np.full((200, 300, 3), 90, np.uint8)
+    bgr[80:120, 150:190] = (0, 0, 255)
+    path = tmp_path / "red.png"
+    cv2.imwrite(str(path), bgr)
+    return path, (150, 80, 40, 40)
+
+
+def assert_red(pixel_rgb):
+    assert pixel_rgb[0] > 200 and pixel_rgb[1] < 60 and pixel_rgb[2] < 60, pixel_rgb
+
+
+def test_box_crop_keeps_colours_and_margin(tmp_path):
+    path, box = red_patch_photo(tmp_path)
+    image = read_rgb(path)
+    crop = align.crop_box(image, box, margin=0.5, size=(112, 112))
+    # The box is enlarged by half its size on each side: the patch fills the middle half.
+    assert_red(crop[56, 56])
+    assert_red(crop[30, 30])
+    assert_red(crop[81, 81])
+    assert crop[20, 20, 0] == 90 and crop[91, 91, 0] == 90
+    write_rgb(tmp_path / "out" / "crop.jpg", crop)
+    assert_red(read_rgb(tmp_path / "out" / "crop.jpg")[56, 56])
+    # Near the border the crop is padded with black, not shifted.
+    corner = align.crop_box(image, (0, 0, 40, 40), margin=0.5, size=(112, 112))
+    assert corner[5, 5].max() == 0 and corner[60, 60, 0] == 90
+    assert align.crop_box(image, box, margin=0.0, size=(112, 96)).shape == (112, 96, 3)
+
+
+def test_alignment_keeps_colours(tmp_path):
+    path, _ = red_patch_photo(tmp_path)
+    image = read_rgb(path)
+    # Landmarks placed so that the template's nose falls in the middle of the red square.
+    shift = np.array([170.0, 100.0]) - align.ARCFACE_TEMPLATE[2]
+    crop = align.align_face(image, align.ARCFACE_TEMPLATE + shift)
+    nose = np.round(align.ARCFACE_TEMPLATE[2]).astype(int)
+    assert_red(crop[nose[1], nose[0]])
+    write_rgb(tmp_path / "aligned.jpg", crop)
+    assert_red(read_rgb(tmp_path / "aligned.jpg")[nose[1], nose[0]])
+
+
+# MTCNN on a real photo
+
+
+def test_mtcnn_finds_the_astronaut_and_alignment_puts_eyes_on_template(astronaut):
+    image, face = astronaut
+    assert face is not None and face.confidence > 0.9
+    assert face.landmarks.shape == (5, 2)
+    left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+    assert left_eye[0] < nose[0] < right_eye[0] and max(left_eye[1], right_eye[1]) < nose[1] < mouth_left[1]
+
+    crop = align.align_face(image, face.landmarks)
+    again = detect.pick_face(detect.detect(crop))
+    assert again is not None
+    target = align.template()
+    assert np.abs(again.landmarks[:2] - target[:2]).max() < 4.0
+    # Closer still to where the similarity transform put the photo's own eyes.
+    mapped = align.apply_transform(align.similarity_transform(face.landmarks, target), face.landmarks)
+    assert np.linalg.norm(again.landmarks[:2] - mapped[:2], axis=1).max() < 2.0
+
+
+def test_pick_face_modes():
+    small_sure = detect.Face((0, 0, 30, 30), 0.99, np.zeros((5, 2)))
+    big_unsure = detect.Face((50, 50, 80, 90), 0.85, np.zeros((5, 2)))
+    assert detect.pick_face([small_sure, big_unsure], "largest") is big_unsure
+    assert detect.pick_face([small_sure, big_unsure], "confident") is small_sure
+    assert detect.pick_face([], "largest") is None
+    with pytest.raises(ValueError, match="largest"):
+        detect.pick_face([small_sure], "biggest")
+
+
+# The batch job
+
+
+def test_identity_and_output_paths():
+    assert identity_of("alice/session1/a.png") == "alice"
+    assert identity_of("loose.jpg") is None
+    assert identity_of("all/bob_0001.jpg", r"([a-z]+)_\d+\.jpg$") == "bob"
+    assert output_path("alice/session1/a.png", "alice").as_posix() == "alice/session1/a.jpg"
+    assert output_path("all/bob_0001.jpg", "bob").as_posix() == "bob/all/bob_0001.jpg"
+
+
+def read_failures(path):
+    with open(path, newline="") as f:
+        return {(row["path"], row["reason"]) for row in csv.DictReader(f)}
+
+
+def test_preprocess_writes_good_crops_and_lists_failures(tmp_path, astronaut, repo_root, capsys):
+    image, face = astronaut
+    raw = tmp_path / "raw"
+    (raw / "alice" / "session1").mkdir(parents=True)
+    (raw / "bob").mkdir()
+    cv2.imwrite(str(raw / "alice" / "session1" / "astronaut.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(raw / "bob" / "small.png"), cv2.cvtColor(cv2.resize(image, (200, 200)), cv2.COLOR_RGB2BGR))
+    (raw / "alice" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 20)
+    (raw / "bob" / "empty.jpg").write_bytes(b"")
+    cv2.imwrite(str(raw / "bob" / "gray.jpg"), np.full((160, 120, 3), 128, np.uint8))
+    cv2.imwrite(str(raw / "loose.jpg"), np.full((16, 16, 3), 128, np.uint8))
+
+    tool = load_tool(repo_root, "preprocess")
+    argv = [str(raw), str(tmp_path / "aligned"), "--min-face", "60", "--no-progress"]
+    report = tool.main(argv)
+    expected_failures = {
+        ("alice/corrupt.jpg", "unreadable"),
+        ("bob/empty.jpg", "empty_file"),
+        ("bob/gray.jpg", "no_face"),
+        ("bob/small.png", "face_too_small"),
+        ("loose.jpg", "no_identity"),
+    }
+    assert read_failures(tmp_path / "aligned_failures.csv") == expected_failures
+    assert report["written"] == 1 and report["images"] == 6
+    assert report["failed"] == {"empty_file": 1, "face_too_small": 1, "no_face": 1, "no_identity": 1, "unreadable": 1}
+    assert "1 written" in capsys.readouterr().out
+
+    # The crop is the aligned face in the right colour order (the JPEG round trip costs a little).
+    out = tmp_path / "aligned" / "alice" / "session1" / "astronaut.jpg"
+    written = read_rgb(out)
+    expected = align.align_face(image, face.landmarks).astype(float)
+    assert written.shape == (112, 112, 3)
+    assert np.abs(written - expected).mean() < 4
+    assert np.abs(written - expected[:, :, ::-1]).mean() > 3 * np.abs(written - expected).mean()
+
+    # Resume leaves the existing crop alone and retries only the rest.
+    stamp = out.stat().st_mtime_ns
+    report = tool.main(argv + ["--resume", "--failures", str(tmp_path / "second.csv")])
+    assert report["written"] == 0 and report["exists"] == 1
+    assert out.stat().st_mtime_ns == stamp
+    assert read_failures(tmp_path / "second.csv") == expected_failures
+
+
+def test_preprocess_with_two_workers_reports_every_file(tmp_path):
+    raw = tmp_path / "raw"
+    for person in ("a", "b", "c"):
+        (raw / person).mkdir(parents=True)
+        (raw / person / "empty.jpg").write_bytes(b"")
+        (raw / person / "broken.png").write_bytes(b"\x89PNG garbage")
+    (raw / "a" / "broken.jpg").write_bytes(b"\xff\xd8 garbage")  # would be written to the same a/broken.jpg
+    report = preprocess(raw, tmp_path / "out", CropOptions(), workers=2, progress=False)
+    assert report["failed"] == {"empty_file": 3, "unreadable": 3, "same_output": 1}
+    failures = read_failures(tmp_path / "out_failures.csv")
+    assert len(failures) == 7 and ("a/broken.png", "same_output") in failures
+
+
+def test_crop_options_reject_unknown_modes():
+    with pytest.raises(ValueError, match="align, box"):
+        CropOptions(mode="warp")
+    with pytest.raises(ValueError, match="largest"):
+        CropOptions(pick="first")
+
+
+# tools/verify.py
+
+
+def test_verify_same_person_with_threshold_from_eval_report(tmp_path, astronaut, repo_root, capsys):
+    import keras
+
+    image, _ = astronaut
+    embedder = keras.Sequential([keras.Input((112, 112, 3)), keras.layers.AveragePooling2D(8), keras.layers.Flatten()])
+    embedder.save(tmp_path / "embedder.keras")
+    (tmp_path / "eval_report.json").write_text('{"lfw/threshold": 1.2, "sets": {"lfw": {"threshold": 1.2}}}')
+
+    first = tmp_path / "astronaut.png"
+    cv2.imwrite(str(first), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    turned = cv2.warpAffine(image[:, ::-1], cv2.getRotationMatrix2D((256, 256), 8, 1.0), (512, 512))
+    second = tmp_path / "mirrored.jpg"
+    cv2.imwrite(str(second), cv2.cvtColor(turned, cv2.COLOR_RGB2BGR))
+
+    tool = load_tool(repo_root, "verify")
+    result = tool.main([str(first), str(second), "--model", str(tmp_path / "embedder.keras")])
+    assert result["threshold"] == pytest.approx(0.4)
+    assert "eval_report.json" in result["source"]
+    assert result["similarity"] > 0.95 and result["same"]
+    assert "same" in capsys.readouterr().out
+
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), np.full((100, 100, 3), 128, np.uint8))
+    with pytest.raises(SystemExit, match="gray.png: no face"):
+        tool.main([str(first), str(gray), "--model", str(tmp_path / "embedder.keras"), "--threshold", "0.5"])
+
+
+def test_verify_threshold_sources(tmp_path, repo_root):
+    tool = load_tool(repo_root, "verify")
+    model = tmp_path / "embedder.keras"
+    assert tool.report_threshold(model) is None
+    (tmp_path / "report.json").write_text('{"cfp_fp": {"threshold": 1.6}, "LFW": {"accuracy": 0.99, "threshold": 1.0}}')
+    threshold, source = tool.report_threshold(model)
+    assert threshold == pytest.approx(0.5) and "LFW" in source
+
+
+@pytest.mark.parametrize("name", ["preprocess", "verify"])
+def test_tool_help(repo_root, name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool(repo_root, name).main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out

@@ -1,0 +1,145 @@
+"""TFRecord conversion: merged label spaces, byte-identical images, skipped files, verification."""
+import csv
+import importlib.util
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from arcface_keras.data.sources import read_list
+from arcface_keras.data.tfrecord import ShardError, read_examples, read_manifest, verify, write_shards
+
+
+def load_tool(repo_root):
+    spec = importlib.util.spec_from_file_location("make_tfrecord", repo_root / "tools" / "make_tfrecord.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_identities(root, identities, per_identity, rng):
+    """Tiny JPEG files root/<identity>/<k>.jpg; returns {file bytes: identity}."""
+    written = {}
+    for identity in identities:
+        (root / identity).mkdir(parents=True)
+        for k in range(per_identity):
+            data = cv2.imencode(".jpg", rng.integers(0, 255, (12, 12, 3), dtype=np.uint8))[1].tobytes()
+            (root / identity / f"{k}.jpg").write_bytes(data)
+            written[data] = identity
+    return written
+
+
+def read_back(folder):
+    return [(image.numpy(), int(label)) for image, label in read_examples(folder)]
+
+
+@pytest.fixture
+def two_sources(tmp_path):
+    rng = np.random.default_rng(0)
+    first = write_identities(tmp_path / "ms1m", ["id0", "id1", "id2"], 3, rng)
+    second = write_identities(tmp_path / "kface", ["id0", "p7"], 2, rng)  # "id0" is in both sources
+    (tmp_path / "kface" / "p7" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "kface" / "p7" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    bmp = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "kface" / "p7" / "other.bmp"), bmp)
+    return tmp_path, first, second
+
+
+def test_merge_offsets_labels_and_keeps_bytes(two_sources, repo_root, capsys):
+    tmp_path, first, second = two_sources
+    out = tmp_path / "merged"
+    tool = load_tool(repo_root)
+    tool.main(["--source", str(tmp_path / "ms1m"), "--source", str(tmp_path / "kface"), "--out", str(out),
+               "--shards", "3", "--workers", "2", "--verify", "--quiet"])
+    assert "verified 3 shards" in capsys.readouterr().out
+
+    manifest = read_manifest(out)
+    assert manifest["num_classes"] == 5
+    assert manifest["class_names"] == ["ms1m/id0", "ms1m/id1", "ms1m/id2", "kface/id0", "kface/p7"]
+    assert [(s["kind"], s["label_offset"], s["num_classes"], s["num_images"]) for s in manifest["sources"]] == [
+        ("folder", 0, 3, 9), ("folder", 3, 2, 5)]
+    assert manifest["num_images"] == 14 == sum(manifest["shards"].values())
+    assert manifest["skipped"] == 2
+
+    records = read_back(out)
+    assert len(records) == 14
+    expected = {data: ["id0", "id1", "id2"].index(name) for data, name in first.items()}
+    expected.update({data: 3 + ["id0", "p7"].index(name) for data, name in second.items()})
+    jpegs = {data: label for data, label in records if data in expected}
+    assert jpegs == expected  # byte-identical, labels of the second source offset by 3
+    (bmp_as_jpeg, bmp_label), = [(d, label) for d, label in records if d not in expected]
+    assert bmp_as_jpeg[:3] == b"\xff\xd8\xff" and bmp_label == 4  # non-JPEG/PNG sources are re-encoded
+
+    with open(out / "skipped.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted((os.path.basename(r["item"]), r["reason"]) for r in rows) == [
+        ("broken.jpg", "not a decodable image"), ("empty.jpg", "empty file")]
+
+
+def test_verify_names_truncated_shard(two_sources, repo_root):
+    tmp_path, _, _ = two_sources
+    out = tmp_path / "set"
+    tool = load_tool(repo_root)
+    tool.main(["--source", str(tmp_path / "ms1m"), "--out", str(out), "--shards", "2", "--quiet"])
+    assert verify(out)["num_images"] == 9
+
+    shard = sorted(out.glob("*.tfrecord"))[1]
+    os.truncate(shard, shard.stat().st_size - 5)
+    with pytest.raises(ShardError, match=f"{shard.name}: corrupt or truncated"):
+        verify(out)
+    with pytest.raises(SystemExit, match=shard.name):
+        tool.main(["--out", str(out), "--verify"])
+
+
+def test_verify_checks_counts_and_labels(tmp_path):
+    examples = [(b"x%d" % i, i % 3) for i in range(7)]
+    write_shards(examples, tmp_path, 2, {"num_classes": 3})
+    manifest_path = tmp_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert sorted(read_back(tmp_path), key=lambda r: r[0]) == sorted(examples)
+
+    manifest["num_classes"] = 2
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="train-00000-of-00002.tfrecord: label 2 outside"):
+        verify(tmp_path)
+    manifest["num_classes"], manifest["shards"]["train-00001-of-00002.tfrecord"] = 3, 4
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="train-00001-of-00002.tfrecord: 3 examples, the manifest says 4"):
+        verify(tmp_path)
+
+
+def test_list_files_and_worker_count_do_not_change_output(two_sources, repo_root):
+    tmp_path, _, _ = two_sources
+    listed = sorted((tmp_path / "ms1m").rglob("*.jpg"))[:5]  # id0 ×3, id1 ×2
+    lines = [f"{p.relative_to(tmp_path / 'ms1m')}\tperson_{p.parent.name}" for p in listed]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    tool = load_tool(repo_root)
+    for workers in (1, 2):
+        tool.main(["--list", str(tmp_path / "train.txt"), "--list-root", str(tmp_path / "ms1m"),
+                   "--source", str(tmp_path / "kface"), "--out", str(tmp_path / f"w{workers}"),
+                   "--shards", "3", "--workers", str(workers), "--quiet"])
+    manifest = read_manifest(tmp_path / "w1")
+    assert manifest["class_names"] == ["person_id0", "person_id1", "id0", "p7"]  # no collision: no prefix
+    assert [s["label_offset"] for s in manifest["sources"]] == [0, 2]
+    expected = {p.read_bytes(): ["id0", "id1"].index(p.parent.name) for p in listed}
+    assert {data: label for data, label in read_back(tmp_path / "w1") if data in expected} == expected
+    for shard in manifest["shards"]:
+        assert (tmp_path / "w1" / shard).read_bytes() == (tmp_path / "w2" / shard).read_bytes()
+
+
+def test_list_file_errors_name_the_line(tmp_path):
+    (tmp_path / "bad.txt").write_text("a/1.jpg\tperson\nno_tab_here\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected 'relative_path<TAB>identity'"):
+        read_list(tmp_path / "bad.txt")
+
+
+def test_reencode_quality_rewrites_jpegs(two_sources, repo_root):
+    tmp_path, first, _ = two_sources
+    out = tmp_path / "q50"
+    load_tool(repo_root).main(["--source", str(tmp_path / "ms1m"), "--out", str(out), "--shards", "1",
+                               "--reencode-quality", "50", "--quiet"])
+    records = read_back(out)
+    assert len(records) == 9 and not any(data in first for data, _ in records)
+    assert all(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (12, 12, 3) for data, _ in records)

@@ -1,0 +1,124 @@
+"""Show what an augmentation pipeline does: a PNG grid, one row per image.
+
+Columns: the original, each augmentation alone (applied with p = 1), then the whole pipeline with
+its own probabilities. Logged to W&B as "augmentations" when a W&B run is active.
+
+    python tools/preview_augment.py --images data/kface/aligned --augment '["flip", {"type": "color_jitter", "p": 1.0}]' --out grid.png
+    python tools/preview_augment.py --images a.jpg b.jpg --experiment experiments/kface_arc_r50.py --out grid.png
+"""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", nargs="+", required=True, metavar="DIR_OR_FILE",
+                        help="image files, or folders searched recursively (sorted, the first --rows are used)")
+    specs = parser.add_mutually_exclusive_group(required=True)
+    specs.add_argument("--augment", help='JSON list of specs, e.g. \'["flip", {"type": "variety", "p": 1.0}]\'')
+    specs.add_argument("--experiment", help="take the list from this experiment file's data.augment")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--rows", type=int, default=4, help="number of images (default 4)")
+    parser.add_argument("--size", type=int, default=112, help="images are resized to size x size (default 112)")
+    parser.add_argument("--seed", type=int, default=0, help="augmentation seed (default 0)")
+    return parser.parse_args(argv)
+
+
+def augment_specs(args):
+    if args.experiment:
+        from arcface_keras.config import load_experiment
+
+        return load_experiment(args.experiment).data.augment
+    try:
+        specs = json.loads(args.augment)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"preview_augment: --augment is not JSON ({error})") from None
+    return specs if isinstance(specs, list) else [specs]
+
+
+def load_images(inputs, rows, size):
+    """RGB uint8 images (rows, size, size, 3) from files and folders."""
+    import cv2
+    import numpy as np
+
+    paths = []
+    for item in map(pathlib.Path, inputs):
+        if item.is_dir():
+            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise SystemExit(f"preview_augment: {item}: no such file or folder")
+    images = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is not None:
+            images.append(cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA))
+        if len(images) == rows:
+            break
+    if not images:
+        raise SystemExit(f"preview_augment: no readable images in {', '.join(inputs)}")
+    return np.stack(images)
+
+
+def columns(images, specs, seed):
+    """[(title, augmented batch)]: original, each spec alone at p = 1, the whole pipeline."""
+    from arcface_keras.augment import build_augmentation
+    from arcface_keras.registry import split_spec
+
+    batch = images.astype("float32")
+    result = [("original", batch)]
+    for spec in specs:
+        name, options = split_spec(spec, "augmentation")
+        alone = build_augmentation([{"type": name, **options, "p": 1.0}], seed=seed)
+        result.append((f"{name} (p=1)", alone(batch).numpy()))
+    result.append(("pipeline", build_augmentation(specs, seed=seed)(batch).numpy()))
+    return result
+
+
+def save_grid(cols, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from arcface_keras.io import atomic_path
+
+    rows = len(cols[0][1])
+    figure, axes = plt.subplots(rows, len(cols), figsize=(1.6 * len(cols), 1.6 * rows + 0.3), squeeze=False)
+    for c, (title, batch) in enumerate(cols):
+        axes[0, c].set_title(title, fontsize=8)
+        for r in range(rows):
+            axes[r, c].imshow(np.clip(batch[r], 0, 255).astype("uint8"))
+            axes[r, c].axis("off")
+    figure.tight_layout()
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    plt.close(figure)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    specs = augment_specs(args)
+    try:
+        cols = columns(load_images(args.images, args.rows, args.size), specs, args.seed)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SystemExit(f"preview_augment: {error.args[0] if error.args else error}") from None
+    save_grid(cols, args.out)
+    print(f"wrote {args.out}: {len(cols[0][1])} images x {len(cols)} columns ({', '.join(t for t, _ in cols)})")
+    wandb = sys.modules.get("wandb")  # a run can only be active where wandb is already imported
+    if wandb is not None and wandb.run is not None:
+        wandb.log({"augmentations": wandb.Image(str(args.out))})
+    return 0
+
+
+if __name__ == "__main__":
+    main()
