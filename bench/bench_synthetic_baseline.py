@@ -37,6 +37,12 @@ def hog_features(image):
     return hog(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
 
 
+def report(what, images, seconds, cpu_seconds):
+    """Wall-clock rate, and CPU time per image (the steadier figure on a shared machine)."""
+    print(f"{what:15s} {images / seconds:7.0f} images/s, {1000 * cpu_seconds / images:.2f} ms CPU per image"
+          f" ({images} images; 300 x 40 on one core: ~{12000 * cpu_seconds / images:.0f} s CPU)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identities", type=int, default=40, help="held-out identities for the baselines")
@@ -45,19 +51,15 @@ def main(argv=None):
     parser.add_argument("--write", default="50x20", help="identities x images written to time write_identities")
     args = parser.parse_args(argv)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     images, labels = render_identities(0, args.identities, args.images, first_identity=HELD_OUT)
-    seconds = time.perf_counter() - start
-    print(f"render          {len(images) / seconds:7.0f} images/s ({len(images)} images, {seconds:.1f} s)")
+    report("render", len(images), time.perf_counter() - start, time.process_time() - cpu)
 
     identities, per_identity = (int(v) for v in args.write.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         write_identities(tmp, identities, per_identity, seed=0)
-        seconds = time.perf_counter() - start
-    total = identities * per_identity
-    print(f"write JPEGs     {total / seconds:7.0f} images/s ({identities} x {per_identity}, {seconds:.1f} s;"
-          f" 300 x 40 would take ~{12000 * seconds / total:.0f} s on one core)")
+        report("write JPEGs", identities * per_identity, time.perf_counter() - start, time.process_time() - cpu)
 
     print(f"held-out verification, {args.identities} identities x {args.images} images, {args.pairs} pairs:")
     baselines = {

@@ -30,14 +30,14 @@ def check(spec):
 
     def loss_fn(trainable, non_trainable):
         embeddings, non_trainable = model.stateless_call(trainable, non_trainable, images, training=True)
-        return jax.numpy.mean(embeddings**2), (embeddings.shape, non_trainable)
+        return jax.numpy.mean(embeddings**2), (embeddings, non_trainable)
 
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    (loss, (shape, new_non_trainable)), grads = step(trainable, non_trainable)
-    if shape != (4, EMBEDDING_SIZE):
-        return f"embedding shape {shape}, expected (4, {EMBEDDING_SIZE})"
+    (loss, (embeddings, new_non_trainable)), grads = step(trainable, non_trainable)
+    if embeddings.shape != (4, EMBEDDING_SIZE):
+        return f"embedding shape {embeddings.shape}, expected (4, {EMBEDDING_SIZE})"
     if not np.isfinite(float(loss)):
         return f"loss {loss}"
     if not all(np.isfinite(g).all() for g in grads) or not any(np.abs(g).max() > 0 for g in grads):

@@ -49,10 +49,11 @@ def main():
         loss = logs[f"{name}_loss"]
         assert np.isfinite(loss), f"{name}: loss {loss}"
     for head in heads:
-        moved = [not np.allclose(before, numpy(w)) for before, w in zip(weights, model.trainable_weights) if w.path.startswith(head.name)]
-        assert all(moved), f"{head.name}: the training step left a trainable weight unchanged"
+        pairs = [(before, w) for before, w in zip(weights, model.trainable_weights) if w.path.startswith(head.name)]
+        assert all(not np.allclose(before, numpy(w)) for before, w in pairs), f"{head.name}: a weight did not train"
     for (name, var), before in state.items():
-        assert not np.allclose(before, numpy(getattr(model.get_layer(name), var))), f"{name}: {var} not updated in training"
+        after = numpy(getattr(model.get_layer(name), var))
+        assert not np.allclose(before, after), f"{name}: {var} not updated in training"
     assert not np.allclose(weights[0], numpy(model.get_layer("embed").kernel)), "embedding layer not trained"
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ import pytest
 
 import arcface_keras.heads  # noqa: F401
 from arcface_keras.heads.metric import TripletLoss
-from arcface_keras.registry import HEADS
+from arcface_keras.registry import BACKBONES, HEADS
 
 DIM, CLASSES = 8, 10
 ALL_HEADS = ["adaface", "arcface", "center", "combined", "cosface", "curricularface", "softmax", "triplet"]
@@ -75,7 +75,8 @@ def curricularface_ref(x, w, labels, t, m=0.5, s=64.0, momentum=0.01):
     sin_theta = np.sqrt(1.0 - target_logit**2)
     cos_theta_m = target_logit * math.cos(m) - sin_theta * math.sin(m)
     mask = cos_theta > cos_theta_m
-    final_target_logit = np.where(target_logit > math.cos(math.pi - m), cos_theta_m, target_logit - math.sin(math.pi - m) * m)
+    threshold, mm = math.cos(math.pi - m), math.sin(math.pi - m) * m
+    final_target_logit = np.where(target_logit > threshold, cos_theta_m, target_logit - mm)
     t = target_logit.mean() * momentum + (1 - momentum) * t
     cos_theta[mask] = cos_theta[mask] * (t + cos_theta[mask])
     cos_theta[rows, labels] = final_target_logit[:, 0]
@@ -244,7 +245,8 @@ def test_curricularface_one_step_matches_reference():
     np.testing.assert_allclose(run(head, x, y, training=True), expected, atol=5e-3)
     np.testing.assert_allclose(value(head.t), t1, rtol=1e-5)
     # Inference reads t without moving it.
-    np.testing.assert_allclose(run(head, x, y, training=False), curricularface_ref(x, w, y, t1, momentum=0.0)[0], atol=5e-3)
+    frozen, _ = curricularface_ref(x, w, y, t1, momentum=0.0)
+    np.testing.assert_allclose(run(head, x, y, training=False), frozen, atol=5e-3)
     np.testing.assert_allclose(value(head.t), t1, rtol=1e-6)
 
 
@@ -364,9 +366,8 @@ def test_head_round_trips_through_keras_file(spec, tmp_path):
 
 def test_heads_train_on_jax(repo_root):
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    result = subprocess.run(
-        [sys.executable, str(repo_root / "tests" / "jax_heads_check.py")], env=env, capture_output=True, text=True, timeout=600
-    )
+    script = str(repo_root / "tests" / "jax_heads_check.py")
+    result = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     for name in ALL_HEADS:
         assert f"{name}: ok" in result.stdout
@@ -378,7 +379,14 @@ OUTSIDE_HEAD = '''
 import keras
 
 from arcface_keras.heads.margin import MarginHead, replace_target, target_cosine
-from arcface_keras.registry import HEADS
+from arcface_keras.registry import BACKBONES, HEADS
+
+
+@BACKBONES.register("outside_tiny")
+def outside_tiny(input_shape=(112, 112, 3), embedding_size=16):
+    image = keras.Input(input_shape)
+    pooled = keras.layers.AveragePooling2D(8)(image)
+    return keras.Model(image, keras.layers.Dense(embedding_size)(keras.layers.Flatten()(pooled)))
 
 
 @keras.saving.register_keras_serializable(package="outside_heads")
@@ -399,25 +407,28 @@ OUTSIDE_EXPERIMENT = '''
 import dataclasses
 import runpy
 
-import outside_heads  # noqa: F401  (registers "outside_cosface")
+import outside_heads  # noqa: F401  (registers "outside_cosface" and a tiny backbone)
 
 demo = runpy.run_path({demo!r})["experiment"]
 experiment = dataclasses.replace(
-    demo, name="outside_head", model=dataclasses.replace(demo.model, head={{"type": "outside_cosface", "m": 0.3}})
+    demo, name="outside_head",
+    model=dataclasses.replace(demo.model, backbone="outside_tiny", head={{"type": "outside_cosface", "m": 0.3}}),
 )
 '''
 
 
 def test_head_registered_outside_the_package_trains_through_run_tool(tmp_path, repo_root, monkeypatch):
-    monkeypatch.setattr(HEADS, "_entries", dict(HEADS._entries))  # the new name leaves with the test
+    for registry in (HEADS, BACKBONES):  # the new names leave with the test
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     (tmp_path / "outside_heads.py").write_text(OUTSIDE_HEAD)
     (tmp_path / "experiments").mkdir()
     experiment = tmp_path / "experiments" / "outside_head.py"
     experiment.write_text(OUTSIDE_EXPERIMENT.format(demo=str(repo_root / "experiments" / "demo_synth_mfn_arc.py")))
     overrides = [
-        "data.synthetic={'identities': 8, 'images': 4, 'val_identities': 20, 'val_images': 2, 'val_pairs': 20, 'seed': 2}",
+        "data.synthetic={'identities': 8, 'images': 4, 'val_identities': 20, 'val_images': 2, 'val_pairs': 20,"
+        " 'seed': 2}",
         f"data.cache_dir={tmp_path / 'cache'}", "data.image_size=32", "data.shuffle_buffer=64",
-        "model.backbone.width=0.25", "model.embedding_size=16", "train.steps_per_epoch=2", "train.epochs=1",
+        "model.embedding_size=16", "train.steps_per_epoch=2", "train.epochs=1",
         "train.batch_size=8", "train.save_steps=2", "eval.batch_size=16", f"log.work_dir={tmp_path / 'runs'}",
         "log.wandb=disabled",
     ]

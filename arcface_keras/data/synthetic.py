@@ -28,6 +28,8 @@ TEMPLATE = np.array(
 MANIFEST = "synthetic.json"
 JPEG_QUALITY = 95
 
+_MOUTH = TEMPLATE[3:].mean(axis=0)  # centre of the mouth
+_POSE_CENTRE = tuple(TEMPLATE.mean(axis=0))  # the pose warp turns and scales about the middle of the face
 _IDENTITY_STREAM, _IMAGE_STREAM = 0, 1  # keeps the identity and the image random streams apart
 _PAD = 16  # the person is drawn on a padded canvas so that the pose warp never exposes its edges
 _SHIFT = 4  # fractional bits of cv2 drawing coordinates
@@ -40,6 +42,8 @@ _IRIS_COLOURS = np.array([[60, 35, 20], [95, 60, 30], [70, 110, 160], [80, 120, 
 _HAIR_STYLES = ("bald", "short", "short", "long", "long", "buzz")
 _BEARDS = ("none",) * 6 + ("moustache", "full", "goatee", "stubble")
 _GLASSES = ("none",) * 6 + ("round", "square")
+_EYE_WHITE, _PUPIL, _LASHES = (240.0, 238.0, 232.0), (15.0, 12.0, 12.0), (35.0, 25.0, 25.0)
+_MOUTH_INSIDE, _TEETH = (70.0, 20.0, 25.0), (235.0, 230.0, 215.0)
 _LOG = logging.getLogger(__name__)
 
 
@@ -75,14 +79,8 @@ def _curve(x, y):
     return np.stack([x, y], axis=1)
 
 
-def _rotate(points, centre, degrees):
-    t = np.deg2rad(degrees)
-    rotation = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
-    return (points - centre) @ rotation.T + centre
-
-
 class _Canvas:
-    """An RGB layer and its coverage mask, drawn with anti-aliased sub-pixel polygons."""
+    """An RGB layer and its coverage mask, drawn anti-aliased with sub-pixel coordinates."""
 
     def __init__(self, size):
         self.image = np.zeros((size, size, 3), np.uint8)
@@ -90,13 +88,24 @@ class _Canvas:
 
     def fill(self, points, colour, silhouette=False):
         points = [_fixed(points)]
-        cv2.fillPoly(self.image, points, tuple(float(c) for c in colour), cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(self.image, points, colour, cv2.LINE_AA, _SHIFT)
         if silhouette:
             cv2.fillPoly(self.mask, points, 255, cv2.LINE_AA, _SHIFT)
 
-    def line(self, points, colour, thickness):
-        colour = tuple(float(c) for c in colour)
-        cv2.polylines(self.image, [_fixed(points)], False, colour, max(1, round(thickness)), cv2.LINE_AA, _SHIFT)
+    def line(self, points, colour, thickness=1):
+        cv2.polylines(self.image, [_fixed(points)], False, colour, thickness, cv2.LINE_AA, _SHIFT)
+
+    def ellipse(self, cx, cy, a, b, colour, angle=0.0, arc=(0, 360), thickness=-1, silhouette=False):
+        """A filled ellipse (or sector, for an arc), or its outline when thickness > 0; angles in degrees."""
+        one = 1 << _SHIFT
+        centre, axes = (int(cx * one + 0.5), int(cy * one + 0.5)), (int(a * one + 0.5) or 1, int(b * one + 0.5) or 1)
+        cv2.ellipse(self.image, centre, axes, angle, arc[0], arc[1], colour, thickness, cv2.LINE_AA, _SHIFT)
+        if silhouette:
+            cv2.ellipse(self.mask, centre, axes, angle, arc[0], arc[1], 255, thickness, cv2.LINE_AA, _SHIFT)
+
+
+def _rgb(colour):
+    return tuple(float(c) for c in np.clip(colour, 0, 255))
 
 
 # ---------------------------------------------------------------------------------------------- identity
@@ -106,7 +115,7 @@ class _Canvas:
 def identity_traits(seed, identity):
     """The fixed appearance of one identity: a dict of shapes, sizes and colours (canonical 112 frame).
 
-    Shapes are relative to the face centre; the returned arrays are shared: do not modify them.
+    Outlines are relative to the face centre; the returned arrays are shared: do not modify them.
     """
     rng = np.random.default_rng([_check_index("seed", seed), _IDENTITY_STREAM, _check_index("identity", identity)])
     u = rng.uniform
@@ -115,7 +124,7 @@ def identity_traits(seed, identity):
     hair = np.clip(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * u(0.8, 1.2) + rng.normal(0, 8, 3), 0, 255)
     cy, a, b, jaw, chin = u(58, 64), u(33, 43), u(45, 53), u(1.7, 3.2), u(0.0, 0.3)
     eye = dict(dx=u(-4, 4), dy=u(-4, 3), w=u(6.5, 10.5), h=u(2.8, 5.0), tilt=u(-10, 10), iris_r=u(2.6, 3.8),
-               iris=np.clip(_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] + rng.normal(0, 10, 3), 0, 255))
+               iris=_rgb(_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] + rng.normal(0, 10, 3)))
     style = _HAIR_STYLES[rng.integers(len(_HAIR_STYLES))]
     hair_line, curve, tilt, volume = u(16, 34), u(-10, 10), u(-8, 8), u(2, 10)
 
@@ -125,7 +134,7 @@ def identity_traits(seed, identity):
     outline = np.vstack([_curve(a * lower_x, b * np.sin(s) ** (2 / jaw)), _ellipse(0, 0, a, b, np.pi, 2 * np.pi)])
 
     # Hair cap: between the top of a head-sized ellipse and the hairline, down to the temples at the sides.
-    cap = None
+    cap = long_hair = None
     if style != "bald":
         volume = 1.0 if style == "buzz" else volume
         width, height = a + 0.6 * volume, b + volume
@@ -134,29 +143,29 @@ def identity_traits(seed, identity):
         line = np.minimum(hair_line + curve * (x / a) ** 2 + tilt * x / a, TEMPLATE[0, 1] + eye["dy"] - 14) - cy
         temple = TEMPLATE[0, 1] + eye["dy"] - 2 - cy
         drop = np.clip((np.abs(x) / a - 0.78) / 0.3, 0, 1) ** 2
-        bottom = np.maximum(line * (1 - drop) + temple * drop, top)
-        cap = np.vstack([_curve(x, top), _curve(x, bottom)[::-1]])
+        cap = np.vstack([_curve(x, top), _curve(x, np.maximum(line * (1 - drop) + temple * drop, top))[::-1]])
         if style == "buzz":
             hair = 0.5 * hair + 0.5 * skin
-    long_hair = None
     if style == "long":  # hair behind the head, falling to the shoulders
         side = a + volume + 2
         long_hair = np.vstack([_ellipse(0, -2, a + volume, b + volume, np.pi, 2 * np.pi),
                                [[side, SIZE + _PAD - cy + 20], [-side, SIZE + _PAD - cy + 20]]])
 
     return {
-        "skin": skin,
+        "skin": {shade: _rgb(skin * factor) for shade, factor in
+                 (("face", 1), ("ear", 0.9), ("neck", 0.82), ("shadow", 0.72), ("lid", 0.7), ("dark", 0.45))},
+        "stubble": _rgb(0.6 * skin + 0.4 * hair),
         "face": dict(cy=cy, a=a, b=b, outline=outline),
-        "hair": dict(colour=hair, cap=cap, long=long_hair),
+        "hair": dict(colour=_rgb(hair), cap=cap, long=long_hair),
         "ear": dict(size=u(7, 12), y=u(54, 66)),
         "eye": eye,
-        "brow": dict(gap=u(4.5, 10), thick=u(1.5, 4.5), arch=u(-1, 4), angle=u(-12, 12), length=u(0.9, 1.5),
-                     colour=hair * u(0.5, 0.9)),
+        "brow": dict(gap=u(4.5, 10), thick=int(rng.integers(1, 5)), arch=u(0.5, 4), angle=u(-12, 12),
+                     length=u(0.9, 1.5), colour=_rgb(hair * u(0.5, 0.9))),
         "nose": dict(tip=u(-5, 6), w=u(4.5, 9.5), bridge=u() < 0.5, nostril=u(1.2, 2.4)),
         "mouth": dict(dy=u(-4, 4), w=u(10, 17), upper=u(1.5, 4.0), lower=u(2.0, 5.5),
                       colour=np.clip(skin * u(0.55, 0.85) + np.array([45, 0, 5]) * u(0.3, 1.2), 0, 255)),
         "beard": _BEARDS[rng.integers(len(_BEARDS))],
-        "glasses": dict(kind=_GLASSES[rng.integers(len(_GLASSES))], colour=u(0, 200, 3), size=u(0.9, 1.3)),
+        "glasses": dict(kind=_GLASSES[rng.integers(len(_GLASSES))], colour=_rgb(u(0, 200, 3)), size=u(0.9, 1.3)),
         "moles": [(u(-0.7, 0.7), u(-0.2, 0.8), u(0.9, 1.8)) for _ in range(rng.integers(0, 4))],
     }
 
@@ -170,7 +179,7 @@ def _image_nuisance(rng):
         "angle": float(np.clip(rng.normal(0, 6), -15, 15)),
         "scale": float(np.exp(np.clip(rng.normal(0, 0.06), -0.15, 0.15))),
         "shift": np.clip(rng.normal(0, 2.5, 2), -6, 6),
-        "shirt": u(0, 255, 3),
+        "shirt": _rgb(u(0, 255, 3)),
     }
 
 
@@ -179,79 +188,66 @@ def _draw_person(t, n):
     size, p = SIZE + 2 * _PAD, _PAD
     c = _Canvas(size)
     face, skin, hair = t["face"], t["skin"], t["hair"]
-    cx, cy, a = 56 + p - 1.0 * n["yaw"], face["cy"] + p, face["a"]
-    centre = (cx, cy)
+    cx, cy, a = 56 + p - 1.0 * n["yaw"], face["cy"] + p, face["a"]  # the head turns against its features
 
     if hair["long"] is not None:
-        c.fill(hair["long"] + centre, hair["colour"], True)
-    c.fill(_ellipse(56 + p, size + 18, 62, 42), n["shirt"], True)  # shoulders
+        c.fill(hair["long"] + (cx, cy), hair["colour"], True)
+    c.ellipse(56 + p, size + 18, 62, 42, n["shirt"], silhouette=True)  # shoulders
     neck_top, neck_w = cy + 0.3 * face["b"], 0.55 * a
     c.fill([[cx - neck_w, neck_top], [cx + neck_w, neck_top], [cx + neck_w + 3, size], [cx - neck_w - 3, size]],
-           skin * 0.82, True)
+           skin["neck"], True)
     ear = t["ear"]
     for side in (-1, 1):
         ex, ey = cx + side * (a - 1.5), ear["y"] + p
-        c.fill(_ellipse(ex, ey, 0.5 * ear["size"], ear["size"]), skin * 0.9, True)
-        start = -0.5 * np.pi if side > 0 else 0.5 * np.pi
-        c.line(_ellipse(ex + side * 1.2, ey, 0.25 * ear["size"], 0.6 * ear["size"], start, start + np.pi, 12),
-               skin * 0.7, 1)
-    outline = face["outline"] + centre
-    c.fill(outline, skin, True)
+        c.ellipse(ex, ey, 0.5 * ear["size"], ear["size"], skin["ear"], silhouette=True)
+        c.ellipse(ex + side * 1.2, ey, 0.25 * ear["size"], 0.6 * ear["size"], skin["lid"],
+                  arc=(-90, 90) if side > 0 else (90, 270), thickness=1)
+    outline = face["outline"] + (cx, cy)
+    c.fill(outline, skin["face"], True)
     if hair["cap"] is not None:
-        c.fill(hair["cap"] + centre, hair["colour"], True)
+        c.fill(hair["cap"] + (cx, cy), hair["colour"], True)
 
     eye = t["eye"]
     eye_y = TEMPLATE[0, 1] + p + eye["dy"] + 0.8 * n["pitch"]
     eyes_x = [TEMPLATE[i, 0] + p + side * eye["dx"] + 2.5 * n["yaw"] for i, side in ((0, -1), (1, 1))]
     for side, ex in zip((-1, 1), eyes_x):
         _draw_eye(c, ex, eye_y, side, eye, n, skin)
-        _draw_brow(c, ex, eye_y, side, eye, t["brow"], n)
+        brow = t["brow"]
+        brow_y = eye_y - eye["h"] - brow["gap"] - n["brow_raise"] + brow["arch"]
+        c.ellipse(ex, brow_y, eye["w"] * brow["length"], brow["arch"], brow["colour"], -side * brow["angle"],
+                  (180, 360), brow["thick"])
 
     nose = t["nose"]
     nx = TEMPLATE[2, 0] + p + 4.0 * n["yaw"]
     tip = TEMPLATE[2, 1] + p + nose["tip"] + 1.5 * n["pitch"]
-    shadow = skin * 0.72
     if nose["bridge"]:
-        c.line([[nx - 2.5 - 1.5 * n["yaw"], eye_y + 4], [nx - nose["w"] * 0.45, tip - 3]], shadow, 1)
-    xs = _grid(9)
-    c.line(_curve(nx + nose["w"] * xs, tip - 2.5 + 3.5 * (1 - xs ** 2)), shadow, 1)
+        c.line([[nx - 2.5 - 1.5 * n["yaw"], eye_y + 4], [nx - nose["w"] * 0.45, tip - 3]], skin["shadow"])
+    c.ellipse(nx, tip - 2.5, nose["w"], 3.5, skin["shadow"], arc=(0, 180), thickness=1)
     for side in (-1, 1):
-        c.fill(_ellipse(nx + side * nose["w"] * 0.45, tip + 0.5, nose["nostril"], nose["nostril"] * 0.6, n=12),
-               skin * 0.45)
+        c.ellipse(nx + side * nose["w"] * 0.45, tip + 0.5, nose["nostril"], nose["nostril"] * 0.6, skin["dark"])
 
-    mouth_x, mouth_y = TEMPLATE[3:, 0].mean() + p + 3.0 * n["yaw"], TEMPLATE[3:, 1].mean() + p + t["mouth"]["dy"]
+    mouth_x, mouth_y = _MOUTH[0] + p + 3.0 * n["yaw"], _MOUTH[1] + p + t["mouth"]["dy"]
     _draw_beard(c, t, outline, mouth_x, tip, mouth_y)
     _draw_mouth(c, t["mouth"], n, mouth_x, mouth_y)
     for mx, my, r in t["moles"]:
-        c.fill(_ellipse(cx + mx * a, cy + my * face["b"] * 0.6, r, r, n=10), skin * 0.45)
+        c.ellipse(cx + mx * a, cy + my * face["b"] * 0.6, r, r, skin["dark"])
     _draw_glasses(c, t["glasses"], eyes_x, eye_y, eye["w"])
     return c
 
 
 def _draw_eye(c, ex, ey, side, eye, n, skin):
-    w, h = eye["w"], eye["h"] * n["eye_open"]
-    xs = _grid(13)
+    """Almond of two half ellipses; the iris is squeezed to fit between the lids."""
+    w, upper, lower = eye["w"], eye["h"] * n["eye_open"], 0.7 * eye["h"]
     tilt = -side * eye["tilt"]
-    upper = _rotate(_curve(ex + w * xs, ey - h * (1 - xs ** 2) ** 0.8), (ex, ey), tilt)
-    lower = _rotate(_curve(ex + w * xs, ey + 0.7 * eye["h"] * (1 - xs ** 2)), (ex, ey), tilt)
-    c.fill(np.vstack([upper, lower[::-1]]), (240, 238, 232))
-    r = eye["iris_r"]
-    ix, iy = ex + n["gaze"][0], ey + 0.3 * n["gaze"][1]
-    c.fill(_ellipse(ix, iy, r, r, n=16), eye["iris"])
-    c.fill(_ellipse(ix, iy, 0.45 * r, 0.45 * r, n=10), (15, 12, 12))
-    c.fill(_ellipse(ix + 0.4 * r, iy - 0.4 * r, 0.3 * r, 0.3 * r, n=8), (250, 250, 250))
-    box = r + 3  # eyelids: skin above the upper and below the lower lid hides the rest of the iris
-    c.fill(np.vstack([upper, [[ex + w + 1, ey - box], [ex - w - 1, ey - box]]]), skin)
-    c.fill(np.vstack([lower, [[ex + w + 1, ey + box], [ex - w - 1, ey + box]]]), skin)
-    c.line(upper, (35, 25, 25), 1.5)
-    c.line(lower, skin * 0.7, 1)
-
-
-def _draw_brow(c, ex, ey, side, eye, brow, n):
-    xs = _grid(9)
-    y = ey - eye["h"] - brow["gap"]
-    points = _curve(ex + xs * eye["w"] * brow["length"], y - n["brow_raise"] - brow["arch"] * (1 - xs ** 2))
-    c.line(_rotate(points, (ex, y), -side * brow["angle"]), brow["colour"], brow["thick"])
+    c.ellipse(ex, ey, w, upper, _EYE_WHITE, tilt, (180, 360))
+    c.ellipse(ex, ey, w, lower, _EYE_WHITE, tilt, (0, 180))
+    r, half = eye["iris_r"], min(eye["iris_r"], 0.5 * (upper + lower))
+    ix, iy = ex + n["gaze"][0], ey + 0.5 * (lower - upper) + 0.3 * n["gaze"][1]
+    c.ellipse(ix, iy, r, half, eye["iris"])
+    c.ellipse(ix, iy, 0.45 * r, 0.45 * half, _PUPIL)
+    c.ellipse(ix + 0.4 * r, iy - 0.4 * half, 0.3 * r, 0.3 * half, _EYE_WHITE)
+    c.ellipse(ex, ey, w, upper, _LASHES, tilt, (180, 360), 2 if n["eye_open"] > 0.3 else 1)
+    c.ellipse(ex, ey, w, lower, skin["lid"], tilt, (0, 180), 1)
 
 
 def _draw_mouth(c, mouth, n, mx, my):
@@ -268,37 +264,35 @@ def _draw_mouth(c, mouth, n, mx, my):
         return np.vstack([_curve(x, top), _curve(x, bottom)[::-1]])
 
     if n["mouth_open"] > 0:
-        c.fill(band(upper_bottom, lower_top), (70, 20, 25))
-        c.fill(band(upper_bottom, np.minimum(upper_bottom + 2.0, lower_top)), (235, 230, 215))  # teeth
-    c.fill(band(upper_top, upper_bottom), mouth["colour"])
-    c.fill(band(lower_top, lower_bottom), mouth["colour"] * 1.08)
-    c.line(_curve(x, upper_bottom), mouth["colour"] * 0.6, 1)
+        c.fill(band(upper_bottom, lower_top), _MOUTH_INSIDE)
+        c.fill(band(upper_bottom, np.minimum(upper_bottom + 2.0, lower_top)), _TEETH)
+    c.fill(band(upper_top, upper_bottom), _rgb(mouth["colour"]))
+    c.fill(band(lower_top, lower_bottom), _rgb(mouth["colour"] * 1.08))
+    c.line(_curve(x, upper_bottom), _rgb(mouth["colour"] * 0.6))
 
 
 def _draw_beard(c, t, outline, mouth_x, tip, mouth_y):
     kind, colour = t["beard"], t["hair"]["colour"]
     if kind in ("full", "stubble"):
-        shade = colour if kind == "full" else 0.6 * t["skin"] + 0.4 * colour
-        c.fill(outline[outline[:, 1] > tip + 2], shade)
+        c.fill(outline[outline[:, 1] > tip + 2], colour if kind == "full" else t["stubble"])
     if kind in ("moustache", "full"):  # a band over the upper lip, drooping at the ends
         xs = _grid(11)
         x, lip = mouth_x + (t["mouth"]["w"] + 2) * xs, mouth_y - t["mouth"]["upper"] - 1 + 3 * xs ** 2
         c.fill(np.vstack([_curve(x, np.maximum(lip - 4, tip + 2)), _curve(x, lip)[::-1]]), colour)
     if kind == "goatee":
-        c.fill(_ellipse(mouth_x, mouth_y + 10, 7, 7, n=16), colour)
+        c.ellipse(mouth_x, mouth_y + 10, 7, 7, colour)
 
 
 def _draw_glasses(c, glasses, eyes_x, eye_y, eye_w):
     if glasses["kind"] == "none":
         return
-    half = eye_w * glasses["size"] + 2
+    half, colour = eye_w * glasses["size"] + 2, glasses["colour"]
     for gx in eyes_x:
         if glasses["kind"] == "round":
-            rim = _ellipse(gx, eye_y, half, half * 0.8)
+            c.ellipse(gx, eye_y, half, half * 0.8, colour, thickness=2)
         else:
-            rim = np.array([[-1, -0.7], [1, -0.7], [1, 0.7], [-1, 0.7], [-1, -0.7]]) * half + (gx, eye_y)
-        c.line(rim, glasses["colour"], 1.6)
-    c.line([[eyes_x[0] + half, eye_y - 1], [eyes_x[1] - half, eye_y - 1]], glasses["colour"], 1.6)
+            c.line(np.array([[-1, -0.7], [1, -0.7], [1, 0.7], [-1, 0.7], [-1, -0.7]]) * half + (gx, eye_y), colour, 2)
+    c.line([[eyes_x[0] + half, eye_y - 1], [eyes_x[1] - half, eye_y - 1]], colour, 2)
 
 
 def _gradient(direction):
@@ -306,11 +300,15 @@ def _gradient(direction):
     return math.cos(direction) * _RAMP[None, :] + math.sin(direction) * _RAMP[:, None]
 
 
+def _colour_map(plane, scale, offset=(0, 0, 0)):
+    """float32 (112, 112, 3): plane * scale[c] + offset[c] per channel (faster than broadcasting over 3)."""
+    return cv2.merge([plane * np.float32(s) + np.float32(o) for s, o in zip(scale, offset)])
+
+
 def _background(rng):
     """A colour ramp with random shapes, sometimes out of focus: float32 (112, 112, 3)."""
     u = rng.uniform
-    base, slope = u(0, 255, 3).astype(np.float32), u(-60, 60, 3).astype(np.float32)
-    image = base + _gradient(u(0, 2 * np.pi))[..., None] * slope
+    image = _colour_map(_gradient(u(0, 2 * np.pi)), u(-60, 60, 3), u(0, 255, 3))
     for _ in range(rng.integers(3, 11)):
         colour = tuple(float(v) for v in u(0, 255, 3))
         kind = rng.integers(4)
@@ -344,7 +342,7 @@ def render_identity_image(seed, identity, image):
     nuisance = _image_nuisance(rng)
     person = _draw_person(traits, nuisance)
 
-    warp = cv2.getRotationMatrix2D((56.0, 62.0), nuisance["angle"], nuisance["scale"])
+    warp = cv2.getRotationMatrix2D(_POSE_CENTRE, nuisance["angle"], nuisance["scale"])
     warp[:, 2] += nuisance["shift"] - warp[:, :2] @ [_PAD, _PAD]  # padded canvas -> canonical -> posed
     face = cv2.warpAffine(person.image, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32)
     alpha = cv2.warpAffine(person.mask, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
@@ -352,7 +350,7 @@ def render_identity_image(seed, identity, image):
 
     light = 1 + np.float32(rng.uniform(0, 0.5)) * _gradient(rng.uniform(0, 2 * np.pi))  # lighting gradient
     colour = np.exp(rng.normal(0, 0.07, 3)) * rng.uniform(0.75, 1.2)  # white balance and exposure
-    pixels *= light[..., None] * colour.astype(np.float32)
+    pixels *= _colour_map(light, colour)
     if rng.uniform() < 0.6:
         pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.3, 1.2))
     y, x = rng.integers(0, SIZE, 2)

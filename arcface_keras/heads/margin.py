@@ -59,7 +59,9 @@ class SoftmaxHead(Head):
     def build(self, input_shape):
         dim = embedding_dim(input_shape)
         self.kernel = self.add_weight(name="kernel", shape=(dim, self.num_classes), initializer="glorot_uniform")
-        self.bias = self.add_weight(name="bias", shape=(self.num_classes,), initializer="zeros") if self.use_bias else None
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.num_classes,), initializer="zeros")
 
     def call(self, inputs, training=None):
         embeddings, _ = as_float32(*inputs)
@@ -187,8 +189,9 @@ class AdaFaceHead(MarginHead):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.batch_mean = self.add_weight(name="batch_mean", shape=(), initializer=keras.initializers.Constant(20.0), trainable=False)
-        self.batch_std = self.add_weight(name="batch_std", shape=(), initializer=keras.initializers.Constant(100.0), trainable=False)
+        constant = keras.initializers.Constant
+        self.batch_mean = self.add_weight(name="batch_mean", shape=(), initializer=constant(20.0), trainable=False)
+        self.batch_std = self.add_weight(name="batch_std", shape=(), initializer=constant(100.0), trainable=False)
 
     def norm_statistics(self, norms, training):
         """(mean, std) of feature norms: the EMA weights, updated from this batch in training."""

@@ -127,7 +127,9 @@ class CenterLossHead(Head):
     def build(self, input_shape):
         self.classifier.build(input_shape)
         dim = int(input_shape[0][-1])
-        self.centers = self.add_weight(name="centers", shape=(self.num_classes, dim), initializer="zeros", trainable=False)
+        self.centers = self.add_weight(
+            name="centers", shape=(self.num_classes, dim), initializer="zeros", trainable=False
+        )
 
     def call(self, inputs, training=None):
         embeddings, labels = as_float32(*inputs)

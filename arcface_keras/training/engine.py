@@ -119,11 +119,11 @@ def fit_from(model, dataset, start, steps_per_epoch, epochs, callbacks):
         return
     if offset:
         model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset,
-                  callbacks=callbacks, verbose=2)
+                  callbacks=callbacks, verbose=2, shuffle=False)
         epoch += 1
     if epoch < epochs:
         model.fit(dataset, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                  callbacks=callbacks, verbose=2)
+                  callbacks=callbacks, verbose=2, shuffle=False)
 
 
 def model_loss(model):
