@@ -64,8 +64,8 @@ def main(argv=None):
     print(f"held-out verification, {args.identities} identities x {args.images} images, {args.pairs} pairs:")
     baselines = {
         "raw pixels": lambda: raw_pixel_accuracy(images, labels, args.pairs),
-        "colour hist": lambda: verification_accuracy(np.stack([colour_histogram(i) for i in images]), labels, args.pairs),
-        "HOG": lambda: verification_accuracy(np.stack([hog_features(i) for i in images]), labels, args.pairs),
+        "colour hist": lambda: verification_accuracy([colour_histogram(i) for i in images], labels, args.pairs),
+        "HOG": lambda: verification_accuracy([hog_features(i) for i in images], labels, args.pairs),
     }
     for name, score in baselines.items():
         result = score()

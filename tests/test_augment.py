@@ -35,17 +35,20 @@ def test_augmentation_contract(name, batch):
     # same seed and input, same output, eager or in tf.data (graph kernels may differ in the last bit)
     np.testing.assert_allclose(out.numpy(), again.numpy(), atol=1e-3)
     assert np.abs(out.numpy() - batch)[2:].max(axis=(1, 2, 3)).min() > 0  # every textured image changed
-    untouched = build_augmentation([{"type": name, "p": 0.0}], seed=3)(batch)
-    np.testing.assert_array_equal(untouched.numpy(), batch)
+    for p in (0.0, 1e-9):  # never chosen: the input comes back as it was
+        untouched = build_augmentation([{"type": name, "p": p}], seed=3)(batch)
+        np.testing.assert_array_equal(untouched.numpy(), batch)
 
 
-def test_probability_is_drawn_per_image(batch):
+@pytest.mark.parametrize("name", NAMES)
+def test_probability_is_drawn_per_image(name, batch):
     images = np.concatenate([batch[2:]] * 4)  # 16 textured images
-    out = build_augmentation([{"type": "flip", "p": 0.5}], seed=5)(images).numpy()
-    flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
+    out = build_augmentation([{"type": name, "p": 0.5}], seed=5)(images).numpy()
     kept = [np.array_equal(o, i) for o, i in zip(out, images)]
-    assert all(f != k for f, k in zip(flipped, kept))
-    assert 0 < sum(flipped) < len(images)
+    assert 0 < sum(kept) < len(images)
+    assert 0.0 <= out.min() and out.max() <= 255.0
+    if name == "flip":
+        assert all(k or np.array_equal(o, i[:, ::-1]) for k, o, i in zip(kept, out, images))
 
 
 def test_bad_specs_fail_clearly():

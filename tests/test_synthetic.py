@@ -26,11 +26,13 @@ def test_render_is_deterministic_and_seeded():
     assert not np.array_equal(image, render_identity_image(0, 3, 3))  # another image of the same identity
 
 
-def test_render_rejects_bad_indices():
+def test_bad_arguments_are_named(tmp_path):
     with pytest.raises(ValueError, match="identity=-1"):
         render_identity_image(0, -1, 0)
-    with pytest.raises(ValueError, match="image='0'"):
+    with pytest.raises(ValueError, match="image='0': expected an integer"):
         render_identity_image(0, 0, "0")
+    with pytest.raises(ValueError, match="identities=0: expected an integer >= 1"):
+        write_identities(tmp_path, 0, 3)
 
 
 def test_identities_do_not_depend_on_the_range_generated(tmp_path):

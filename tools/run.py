@@ -1,7 +1,10 @@
 """Train one experiment: python tools/run.py experiments/X.py [--set section.key=value ...]."""
 import argparse
+import os
 import pathlib
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 

@@ -107,7 +107,7 @@ def read_list(list_path, root=None):
     for number, line in enumerate(list_path.read_text().splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        fields = line.rstrip("\r").split("\t")
+        fields = line.split("\t")
         if len(fields) != 2 or not all(f.strip() for f in fields):
             raise ValueError(f"{list_path}:{number}: expected 'relative_path<TAB>identity', got {line!r}")
         rows.append((str(root / fields[0].strip()), fields[1].strip()))
@@ -129,10 +129,9 @@ def rec_source(rec_path, idx_path=None, name=None):
 
 def label_space(sources):
     """Label offsets (classes of the sources before) and class names, source-prefixed if names collide."""
-    names = [source.name for source in sources]
-    for i, name in enumerate(names):  # make source names unique: train, train-2 …
-        if name in names[:i]:
-            names[i] = f"{name}-{names[:i].count(name) + 1}"
+    given = [source.name for source in sources]
+    names = [f"{name}-{given[:i].count(name) + 1}" if name in given[:i] else name  # train, train-2 …
+             for i, name in enumerate(given)]
     offsets = np.cumsum([0] + [source.num_classes for source in sources])[:-1].tolist()
     class_names = [n for source in sources for n in source.class_names]
     if len(set(class_names)) < len(class_names):

@@ -29,7 +29,7 @@ MANIFEST = "synthetic.json"
 JPEG_QUALITY = 95
 
 _MOUTH = TEMPLATE[3:].mean(axis=0)  # centre of the mouth
-_POSE_CENTRE = tuple(TEMPLATE.mean(axis=0))  # the pose warp turns and scales about the middle of the face
+_POSE_CENTRE = tuple(float(v) for v in TEMPLATE.mean(axis=0))  # the pose warp turns and scales about it
 _IDENTITY_STREAM, _IMAGE_STREAM = 0, 1  # keeps the identity and the image random streams apart
 _PAD = 16  # the person is drawn on a padded canvas so that the pose warp never exposes its edges
 _SHIFT = 4  # fractional bits of cv2 drawing coordinates
@@ -47,9 +47,9 @@ _MOUTH_INSIDE, _TEETH = (70.0, 20.0, 25.0), (235.0, 230.0, 215.0)
 _LOG = logging.getLogger(__name__)
 
 
-def _check_index(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"synthetic {name}={value!r}: expected a non-negative integer")
+def _check_index(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"synthetic {name}={value!r}: expected an integer >= {minimum}")
     return int(value)
 
 
@@ -120,7 +120,8 @@ def identity_traits(seed, identity):
     rng = np.random.default_rng([_check_index("seed", seed), _IDENTITY_STREAM, _check_index("identity", identity)])
     u = rng.uniform
     tone = u(0, 1)
-    skin = np.clip((1 - tone) * np.array([235, 198, 170]) + tone * np.array([105, 68, 48]) + rng.normal(0, 7, 3), 30, 250)
+    skin = (1 - tone) * np.array([235, 198, 170]) + tone * np.array([105, 68, 48])  # light to dark
+    skin = np.clip(skin + rng.normal(0, 7, 3), 30, 250)
     hair = np.clip(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * u(0.8, 1.2) + rng.normal(0, 8, 3), 0, 255)
     cy, a, b, jaw, chin = u(58, 64), u(33, 43), u(45, 53), u(1.7, 3.2), u(0.0, 0.3)
     eye = dict(dx=u(-4, 4), dy=u(-4, 3), w=u(6.5, 10.5), h=u(2.8, 5.0), tilt=u(-10, 10), iris_r=u(2.6, 3.8),
@@ -375,7 +376,7 @@ def verification_pairs(labels, pairs, seed=0):
     members = {c: np.flatnonzero(labels == c) for c in classes}
     with_two = [c for c in classes if len(members[c]) >= 2]
     if not with_two or len(classes) < 2:
-        raise ValueError(f"verification pairs need >= 2 identities and one with >= 2 images, got {len(classes)} identities")
+        raise ValueError(f"verification pairs need 2+ identities, one with 2+ images; got {len(classes)} identities")
     rng = np.random.default_rng([seed, 2])
     first, second = np.empty(pairs, int), np.empty(pairs, int)
     issame = np.arange(pairs) % 2 == 0
@@ -466,9 +467,10 @@ def write_identities(out_dir, identities, images_per_identity, seed=0, first_ide
     marks the folder complete; a folder made with another seed or generator version is refused.
     """
     out_dir = Path(out_dir)
-    identities, images_per_identity = _check_index("identities", identities), _check_index("images", images_per_identity)
+    identities = _check_index("identities", identities, 1)
+    images_per_identity = _check_index("images_per_identity", images_per_identity, 1)
     seed, first_identity = _check_index("seed", seed), _check_index("first_identity", first_identity)
-    workers = max(1, _check_index("workers", workers))
+    workers = _check_index("workers", workers, 1)
     manifest_path = out_dir / MANIFEST
     old = _read_manifest(manifest_path) if manifest_path.exists() else None
     if old is not None and (old.get("seed"), old.get("version")) != (seed, GENERATOR_VERSION):

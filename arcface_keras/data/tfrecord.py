@@ -153,6 +153,8 @@ def verify(folder):
     """
     manifest = read_manifest(folder)
     num_classes = manifest["num_classes"]
+    if sum(manifest["shards"].values()) != manifest["num_images"]:
+        raise ShardError(f"{Path(folder) / MANIFEST}: num_images {manifest['num_images']} is not the sum of the shard counts")
     for name, expected in sorted(manifest["shards"].items()):
         path = Path(folder) / name
         if not path.is_file():
@@ -161,12 +163,11 @@ def verify(folder):
             lambda batch: tf.io.parse_example(batch, {"label": FEATURES["label"]})["label"])
         count = 0
         try:
-            for batch in labels:
-                bad = tf.logical_or(batch < 0, batch >= num_classes)
-                if tf.reduce_any(bad):
-                    label = int(tf.boolean_mask(batch, bad)[0])
-                    raise ShardError(f"{path}: label {label} outside [0, {num_classes}) of the manifest")
-                count += int(tf.size(batch))
+            for batch in labels.as_numpy_iterator():
+                bad = batch[(batch < 0) | (batch >= num_classes)]
+                if bad.size:
+                    raise ShardError(f"{path}: label {bad[0]} outside [0, {num_classes}) of the manifest")
+                count += batch.size
         except tf.errors.DataLossError as error:
             raise ShardError(f"{path}: corrupt or truncated TFRecord shard ({first_line(error.message)})") from None
         except tf.errors.InvalidArgumentError as error:

@@ -4,6 +4,7 @@ The split follows insightface's arcface_torch: `MarginHead` owns the class centr
 embeddings into float32 cosines in [-1, 1]; each subclass only edits the target-class cosine in
 `apply_margin` and applies the scale. Margins are applied whenever the head is called (they are
 part of the training loss); running statistics (AdaFace, CurricularFace) update only in training.
+Every margin head takes Partial FC's `sample_rate` (see heads/partial_fc.py).
 """
 import math
 
@@ -11,6 +12,8 @@ import keras
 from keras import ops
 
 from arcface_keras.heads.base import Head
+from arcface_keras.heads.partial_fc import (PartialFCCrossEntropy, check_sample_rate, num_sampled,
+                                            rank_among_distinct, sample_classes)
 from arcface_keras.registry import HEADS
 
 
@@ -73,35 +76,63 @@ class SoftmaxHead(Head):
 
 
 class MarginHead(Head):
-    """Normalised classifier: cosines between L2-normalised embeddings and class centres (D, C).
+    """Normalised classifier: cosines between L2-normalised embeddings and class centres.
 
     Subclasses implement `apply_margin(cosine, labels, embeddings, training)` → scaled float32 logits.
+
+    Partial FC: with `sample_rate` r < 1, each training call scores only k = max(⌈r·C⌉, B)
+    classes (at most C): the batch's distinct labels in ascending order, then a uniform random
+    sample of the others (`seed` seeds it). The margin is applied over those k columns with each
+    label moved to its column, so the output is (B, k) and `loss()` knows the mapping. Inference,
+    and r = 1, use every class. The centres are `kernel` (D, C) when r = 1 and (C, D), one row
+    per class, when r < 1: the sampled rows are gathered along the first axis, whose gradient on
+    TensorFlow is an IndexedSlices of those rows alone (see partial_fc.RowSparseSGD).
     """
 
-    def __init__(self, num_classes, s=64.0, **kwargs):
+    def __init__(self, num_classes, s=64.0, sample_rate=1.0, seed=None, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.s = float(s)
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.seed = seed
+        self.class_axis = 1 if self.sample_rate == 1.0 else 0
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.class_axis == 0 else None
 
     def build(self, input_shape):
         dim = embedding_dim(input_shape)
         init = keras.initializers.RandomNormal(stddev=0.01)
-        self.kernel = self.add_weight(name="kernel", shape=(dim, self.num_classes), initializer=init)
+        shape = (dim, self.num_classes) if self.class_axis == 1 else (self.num_classes, dim)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=init)
 
-    def cosine(self, embeddings):
-        """(B, C) float32 cosines clamped to [-1, 1]."""
+    def cosine(self, embeddings, columns=None):
+        """(B, C) float32 cosines clamped to [-1, 1]; (B, k) for the classes `columns` (k,) only."""
         x = ops.normalize(embeddings, axis=1, epsilon=1e-12)
-        w = ops.normalize(ops.cast(self.kernel, "float32"), axis=0, epsilon=1e-12)
-        return ops.clip(ops.matmul(x, w), -1.0, 1.0)
+        w = self.kernel if columns is None else ops.take(self.kernel, columns, axis=self.class_axis)
+        w = ops.normalize(ops.cast(w, "float32"), axis=1 - self.class_axis, epsilon=1e-12)
+        return ops.clip(ops.matmul(x, w if self.class_axis == 1 else ops.transpose(w)), -1.0, 1.0)
+
+    def sample_classes(self, labels, batch_size=None):
+        """The (k,) classes a training step scores (see partial_fc.sample_classes); draws a new sample."""
+        k = num_sampled(self.num_classes, self.sample_rate, batch_size)
+        return sample_classes(labels, self.num_classes, k, self.seed_generator)
 
     def call(self, inputs, training=None):
         embeddings, labels = as_float32(*inputs)
-        return self.apply_margin(self.cosine(embeddings), labels, embeddings=embeddings, training=bool(training))
+        columns = None
+        batch = embeddings.shape[0]
+        if training and self.class_axis == 0 and num_sampled(self.num_classes, self.sample_rate, batch) < self.num_classes:
+            columns = self.sample_classes(labels, batch)
+            labels = rank_among_distinct(labels)
+        cosine = self.cosine(embeddings, columns)
+        return self.apply_margin(cosine, labels, embeddings=embeddings, training=bool(training))
 
     def apply_margin(self, cosine, labels, embeddings, training):
         raise NotImplementedError
 
+    def loss(self):
+        return PartialFCCrossEntropy(self.num_classes) if self.class_axis == 0 else super().loss()
+
     def get_config(self):
-        return {**super().get_config(), "s": self.s}
+        return {**super().get_config(), "s": self.s, "sample_rate": self.sample_rate, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="arcface_keras")
@@ -113,8 +144,8 @@ class ArcFaceHead(MarginHead):
     `easy_margin=True` instead applies the margin only where cos θ > 0.
     """
 
-    def __init__(self, num_classes, s=64.0, m=0.5, easy_margin=False, **kwargs):
-        super().__init__(num_classes, s=s, **kwargs)
+    def __init__(self, num_classes, s=64.0, m=0.5, easy_margin=False, sample_rate=1.0, seed=None, **kwargs):
+        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
         self.m = float(m)
         self.easy_margin = bool(easy_margin)
 
@@ -135,8 +166,8 @@ class ArcFaceHead(MarginHead):
 class CosFaceHead(MarginHead):
     """CosFace (Wang et al. 2018): s·(cos θ − m) at the target class, s·cos θ elsewhere."""
 
-    def __init__(self, num_classes, s=64.0, m=0.35, **kwargs):
-        super().__init__(num_classes, s=s, **kwargs)
+    def __init__(self, num_classes, s=64.0, m=0.35, sample_rate=1.0, seed=None, **kwargs):
+        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
         self.m = float(m)
 
     def apply_margin(self, cosine, labels, embeddings=None, training=False):
@@ -156,8 +187,8 @@ class CombinedMarginHead(MarginHead):
 
     eps = 1e-7
 
-    def __init__(self, num_classes, s=64.0, m1=1.0, m2=0.5, m3=0.0, **kwargs):
-        super().__init__(num_classes, s=s, **kwargs)
+    def __init__(self, num_classes, s=64.0, m1=1.0, m2=0.5, m3=0.0, sample_rate=1.0, seed=None, **kwargs):
+        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
 
     def apply_margin(self, cosine, labels, embeddings=None, training=False):
@@ -183,8 +214,8 @@ class AdaFaceHead(MarginHead):
 
     eps = 1e-3
 
-    def __init__(self, num_classes, s=64.0, m=0.4, h=0.333, t_alpha=0.01, **kwargs):
-        super().__init__(num_classes, s=s, **kwargs)
+    def __init__(self, num_classes, s=64.0, m=0.4, h=0.333, t_alpha=0.01, sample_rate=1.0, seed=None, **kwargs):
+        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
         self.m, self.h, self.t_alpha = float(m), float(h), float(t_alpha)
 
     def build(self, input_shape):
@@ -230,8 +261,8 @@ class CurricularFaceHead(MarginHead):
     `t_momentum`) of the batch-mean target cosine, updated in training before use.
     """
 
-    def __init__(self, num_classes, s=64.0, m=0.5, t_momentum=0.01, **kwargs):
-        super().__init__(num_classes, s=s, **kwargs)
+    def __init__(self, num_classes, s=64.0, m=0.5, t_momentum=0.01, sample_rate=1.0, seed=None, **kwargs):
+        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
         self.m, self.t_momentum = float(m), float(t_momentum)
 
     def build(self, input_shape):

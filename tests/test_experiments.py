@@ -1,0 +1,82 @@
+"""Every experiment file loads, resolves and trains two steps through tools/run.py.
+
+The file itself is what runs: only its data (tiny synthetic identities instead of the real sets),
+its sizes (input, width, embedding, batch, steps) and its logging are overridden with --set.
+"""
+import ast
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+from arcface_keras import backbones  # noqa: F401  (registers the backbones)
+from arcface_keras.config import load_experiment
+from arcface_keras.registry import BACKBONES, accepted_keywords, split_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = {"kface_arc_r50", "casia_softmax_r34", "casia_center_r34", "casia_triplet_r34", "casia_arc_r34",
+             "ms1m_arc_r50", "ms1m_arc_mfn", "ms1m_cos_r50", "demo_synth_mfn_arc"}
+TINY_DATA = "{'identities': 6, 'images': 8, 'val_identities': 20, 'val_images': 3, 'val_pairs': 40, 'seed': 3}"
+
+
+def defines_experiment(path):
+    """An experiment file assigns `experiment` at top level (experiments/base.py and helpers do not)."""
+    tree = ast.parse(path.read_text(), str(path))
+    return any(isinstance(target, ast.Name) and target.id == "experiment"
+               for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+               for target in (node.targets if isinstance(node, ast.Assign) else [node.target]))
+
+
+EXPERIMENTS = sorted(path for path in (ROOT / "experiments").glob("*.py") if defines_experiment(path))
+
+
+def tiny_overrides(experiment, cache, work_dir):
+    overrides = [
+        f"data.synthetic={TINY_DATA}", "data.train=", "data.val={}", "data.image_size=32",
+        "data.shuffle_buffer=64", f"data.cache_dir={cache}",
+        "model.embedding_size=16", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=8",
+        "eval.every_steps=0", "eval.batch_size=32", "log.wandb=disabled", f"log.work_dir={work_dir}",
+    ]
+    name, _ = split_spec(experiment.model.backbone)
+    if "width" in accepted_keywords(BACKBONES.get(name)):
+        overrides.append("model.backbone.width=0.125")
+    return overrides
+
+
+@pytest.fixture(scope="module")
+def synthetic_cache(tmp_path_factory):
+    """One cache for every experiment: the synthetic identities are generated once."""
+    return tmp_path_factory.mktemp("experiments_cache")
+
+
+def test_every_reference_experiment_is_found():
+    found = {path.stem for path in EXPERIMENTS}
+    assert REFERENCE <= found, REFERENCE - found
+    assert "base" not in found
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda path: path.stem)
+def test_experiment_trains_two_steps(path, synthetic_cache, tmp_path, monkeypatch, repo_root):
+    monkeypatch.chdir(repo_root)
+    from tools import run as run_tool
+
+    experiment = load_experiment(path)
+    overrides = tiny_overrides(experiment, synthetic_cache, tmp_path)
+    keras.backend.clear_session()
+    result = run_tool.main([str(path)] + [arg for item in overrides for arg in ("--set", item)])
+    keras.backend.clear_session()
+
+    assert result["step"] == 2
+    assert 0.0 <= result["synthetic/accuracy"] <= 1.0
+    ran = json.loads((tmp_path / experiment.name / "config.json").read_text())
+    own = experiment.to_dict()
+    overridden = {item.split("=", 1)[0] for item in overrides}
+    for section in ("data", "model", "train", "eval"):  # what the file chose and the test left alone
+        for key, value in own[section].items():
+            if f"{section}.{key}" not in overridden and key != "backbone":
+                assert ran[section][key] == value, f"{section}.{key}"
+    (name, kwargs), (ran_name, ran_kwargs) = split_spec(own["model"]["backbone"]), split_spec(ran["model"]["backbone"])
+    ran_kwargs.pop("width", None)
+    kwargs.pop("width", None)
+    assert (ran_name, ran_kwargs) == (name, kwargs)
