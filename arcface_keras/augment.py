@@ -7,9 +7,10 @@ specs, each a name or {"type": name, "p": probability, **options}:
     batches = batches.map(lambda images, labels: (augment(images), labels))
 
 Every augmentation draws per image whether to apply itself and transforms only the chosen images.
-Keras preprocessing layers do the work where they are cheap (brightness, contrast, grayscale);
-hue, saturation, erasing and blur are a few tensor operations here, 2.5-4× less CPU time than
-the Keras layers (RandomHue, RandomSaturation, RandomErasing, RandomGaussianBlur) on 112×112 batches. A seed makes the pipeline repeatable: same seed and
+The Keras preprocessing layers were measured first: RandomGrayscale is used as is; colour,
+erasing and blur are a few tensor operations here, 2.5-4× less CPU time than RandomHue,
+RandomSaturation, RandomErasing and RandomGaussianBlur on 112×112 batches, and colour jitter is
+one affine map per image instead of four passes. A seed makes the pipeline repeatable: same seed and
 input, same output. Build it outside a distribution strategy scope: its random state lives on the host.
 """
 import math
@@ -27,22 +28,15 @@ RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -
 
 
 class Augmentation:
-    """One augmentation: `transform` changes a batch (by default through `self.steps`, in order);
-    `__call__` draws per image whether to apply it (probability p) and transforms only those."""
-
-    steps = ()
+    """One augmentation: `transform` changes a batch; `__call__` draws per image whether to apply
+    it (probability p) and transforms only those images."""
 
     def __init__(self, p, seed):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"augmentation {type(self).__name__}: p={p!r}, expected a probability in [0, 1]")
         self.p = float(p)
-        seeds = np.random.SeedSequence(seed).generate_state(8)  # seed None: fresh entropy
-        self.rng = tf.random.Generator.from_seed(int(seeds[0]))
-        self._layer_seeds = iter(int(s) for s in seeds[1:])
-
-    def layer(self, cls, **kwargs):
-        """A Keras preprocessing layer with its own seed, computing in float32 whatever the policy."""
-        return cls(seed=next(self._layer_seeds), dtype="float32", **kwargs)
+        rng_seed, self.layer_seed = np.random.SeedSequence(seed).generate_state(2).tolist()  # None: fresh entropy
+        self.rng = tf.random.Generator.from_seed(rng_seed)
 
     def uniform(self, images, low, high, per="image"):
         """One random number per image, shaped (B,) or, with per="pixel", (B, 1, 1, 1)."""
@@ -50,9 +44,7 @@ class Augmentation:
         return self.rng.uniform(shape, low, high)
 
     def transform(self, images):
-        for step in self.steps:
-            images = step(images)
-        return images
+        raise NotImplementedError
 
     def __call__(self, images):
         if self.p == 0:
@@ -71,10 +63,6 @@ class Augmentation:
         return tf.ensure_shape(out, [None, *images.shape[1:]])
 
 
-def keras_step(layer):
-    return lambda images: layer(images, training=True)
-
-
 def crop_and_resize(images, boxes):
     """Crop each image to its normalised box [y1, x1, y2, x2] and resize back to the batch's size."""
     return tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]), tf.shape(images)[1:3])
@@ -88,24 +76,33 @@ def check_range(name, value, low, high):
     return pair
 
 
-def luminance(images):
-    return tf.reduce_sum(images * LUMA, axis=-1, keepdims=True)
+def color_transform(images, shift, contrast, saturation, turns):
+    """Brightness, contrast, saturation and hue in one affine map per image, each argument (B,):
 
-
-def saturate(images, factors):
-    """Blend with the grey image: factor 0 grey, 1 unchanged, above 1 more colourful (as PIL and torchvision)."""
-    grey = luminance(images)
-    return grey + factors * (images - grey)
-
-
-def rotate_hue(images, turns):
-    """Turn the hue of each image by `turns` (B,) of the colour circle: a rotation of the I, Q plane of YIQ."""
-    angle = 2 * math.pi * turns
+    x + shift, then contrast around the mean grey level (× contrast), then saturation as a blend
+    with the grey image (0 grey, 1 unchanged, as PIL and torchvision), then the hue turned by
+    `turns` of the colour circle (a rotation of the I, Q plane of YIQ).
+    """
+    luma = tf.constant(LUMA)
+    eye = tf.eye(3)
+    saturate = (saturation[:, None, None] * eye
+                + (1 - saturation)[:, None, None] * tf.ones([3, 1]) * luma[None, :])
+    angle = -2 * math.pi * turns  # the sign makes positive turns go red → green → blue, as in HSV
     cos, sin, one, zero = tf.cos(angle), tf.sin(angle), tf.ones_like(angle), tf.zeros_like(angle)
-    rotation = tf.stack([tf.stack([one, zero, zero], -1), tf.stack([zero, cos, -sin], -1),
-                         tf.stack([zero, sin, cos], -1)], axis=1)
-    matrices = tf.einsum("ij,bjk,kl->bil", np.linalg.inv(RGB_TO_YIQ).astype(np.float32), rotation, RGB_TO_YIQ)
-    return tf.einsum("bhwc,bdc->bhwd", images, matrices)
+    rotate = tf.stack([tf.stack([one, zero, zero], -1), tf.stack([zero, cos, -sin], -1),
+                       tf.stack([zero, sin, cos], -1)], axis=1)
+    yiq = tf.constant(RGB_TO_YIQ)
+    matrices = tf.linalg.inv(yiq)[None] @ rotate @ yiq[None] @ saturate  # (B, 3, 3)
+    mean_grey = tf.reduce_mean(tf.reduce_sum(images * luma, axis=-1), axis=[1, 2])
+    offset = ((1 - contrast) * mean_grey + shift)[:, None] * tf.ones([1, 3])
+    out = tf.einsum("bhwc,bdc->bhwd", images, contrast[:, None, None] * matrices)
+    return out + tf.einsum("bc,bdc->bd", offset, matrices)[:, None, None, :]
+
+
+def check_amount(name, value, high):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise ValueError(f"augmentation option {name}={value!r}: expected a number in [0, {high}]")
+    return float(value)
 
 
 @AUGMENTATIONS.register("flip")
@@ -149,55 +146,44 @@ class CenterCrop(Augmentation):
         return crop_and_resize(images, tf.tile([self.box], [tf.shape(images)[0], 1]))
 
 
-class ColorShifts(Augmentation):
-    """Saturation × a factor drawn from `saturation` and hue turned by up to ±`hue` of the colour circle."""
-
-    def __init__(self, p, saturation, hue, seed):
-        super().__init__(p, seed)
-        self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else None
-        if hue and not 0 < hue <= 0.5:
-            raise ValueError(f"augmentation option hue={hue!r}: expected a fraction of the colour circle in (0, 0.5]")
-        self.hue = hue
-
-    def shift_colors(self, images):
-        if self.saturation:
-            images = saturate(images, self.uniform(images, *self.saturation, per="pixel"))
-        if self.hue:
-            images = rotate_hue(images, self.uniform(images, -self.hue, self.hue))
-        return images
-
-
 @AUGMENTATIONS.register("color_jitter")
-class ColorJitter(ColorShifts):
+class ColorJitter(Augmentation):
     """Random brightness (shift up to ±brightness of the range), contrast (× 1 ± contrast), saturation
-    (× a factor in `saturation`) and hue (turned up to ±hue of the circle), each drawn per image."""
+    (× a factor drawn from `saturation`) and hue (turned up to ±hue of the circle), drawn per image."""
 
     def __init__(self, p=0.8, brightness=0.2, contrast=0.2, saturation=(0.6, 1.4), hue=0.05, seed=None):
-        super().__init__(p, saturation, hue, seed)
-        if brightness:
-            self.steps += (keras_step(self.layer(keras.layers.RandomBrightness, factor=brightness,
-                                                 value_range=(LOW, HIGH))),)
-        if contrast:
-            self.steps += (keras_step(self.layer(keras.layers.RandomContrast, factor=contrast,
-                                                 value_range=(LOW, HIGH))),)
+        super().__init__(p, seed)
+        self.brightness = check_amount("brightness", brightness, 1.0)
+        self.contrast = check_amount("contrast", contrast, 1.0)
+        self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else (1.0, 1.0)
+        self.hue = check_amount("hue", hue, 0.5)
 
     def transform(self, images):
-        return self.shift_colors(super().transform(images))
+        return color_transform(images,
+                               shift=self.uniform(images, -self.brightness, self.brightness) * HIGH,
+                               contrast=self.uniform(images, 1 - self.contrast, 1 + self.contrast),
+                               saturation=self.uniform(images, *self.saturation),
+                               turns=self.uniform(images, -self.hue, self.hue))
 
 
 @AUGMENTATIONS.register("variety")
-class Variety(ColorShifts):
+class Variety(Augmentation):
     """"Variety images": a random gamma curve 255·(v/255)^gamma (the lookup table of the original;
     gamma log-uniform in `gamma`), then random saturation and hue shifts."""
 
     def __init__(self, p=0.5, gamma=(2 / 3, 1.5), saturation=(0.7, 1.3), hue=0.05, seed=None):
-        super().__init__(p, saturation, hue, seed)
+        super().__init__(p, seed)
         low, high = check_range("gamma", gamma, 1e-3, 1e3)
         self.log_gamma = (math.log(low), math.log(high))
+        self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else (1.0, 1.0)
+        self.hue = check_amount("hue", hue, 0.5)
 
     def transform(self, images):
         gamma = tf.exp(self.uniform(images, *self.log_gamma, per="pixel"))
-        return self.shift_colors(HIGH * tf.pow(images / HIGH, gamma))
+        no_change = tf.zeros([tf.shape(images)[0]])
+        return color_transform(HIGH * tf.pow(images / HIGH, gamma), shift=no_change, contrast=no_change + 1,
+                               saturation=self.uniform(images, *self.saturation),
+                               turns=self.uniform(images, -self.hue, self.hue))
 
 
 @AUGMENTATIONS.register("random_erasing")
@@ -259,7 +245,10 @@ class Grayscale(Augmentation):
 
     def __init__(self, p=0.2, seed=None):
         super().__init__(p, seed)
-        self.steps = (keras_step(self.layer(keras.layers.RandomGrayscale, factor=1.0)),)
+        self.grayscale = keras.layers.RandomGrayscale(factor=1.0, seed=self.layer_seed, dtype="float32")
+
+    def transform(self, images):
+        return self.grayscale(images, training=True)
 
 
 @AUGMENTATIONS.register("low_resolution")

@@ -51,7 +51,9 @@ class Train:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     save_steps: int = 1000
-    strategy: str = "auto"  # "auto", "mirrored", "one_device" or "multi_worker"
+    strategy: str = "auto"  # "auto", "mirrored", "one_device" or "multi_worker" (training/distribute.py)
+    sync_bn: bool = False  # batch norm with global-batch statistics across replicas (TensorFlow)
+    model_parallel: int = 0  # JAX: shard the class centres over this many devices (training/model_parallel.py)
     precision: str = "float32"  # "float32", "mixed_float16" or "mixed_bfloat16"
     jit_compile: bool = False
     seed: int = 0

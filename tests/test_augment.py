@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from arcface_keras.augment import build_augmentation
+from arcface_keras.augment import build_augmentation, color_transform
 from arcface_keras.registry import AUGMENTATIONS
 
 NAMES = ["flip", "random_crop", "center_crop", "color_jitter", "variety", "random_erasing", "gaussian_blur",
@@ -49,6 +49,20 @@ def test_probability_is_drawn_per_image(name, batch):
     assert 0.0 <= out.min() and out.max() <= 255.0
     if name == "flip":
         assert all(k or np.array_equal(o, i[:, ::-1]) for k, o, i in zip(kept, out, images))
+
+
+def test_color_transform_parameters(batch):
+    def color(shift=0.0, contrast=1.0, saturation=1.0, turns=0.0):
+        values = [tf.fill([len(batch)], float(v)) for v in (shift, contrast, saturation, turns)]
+        return color_transform(tf.constant(batch), *values).numpy()
+
+    np.testing.assert_allclose(color(), batch, atol=1e-3)
+    np.testing.assert_allclose(color(turns=1.0), batch, atol=1e-2)  # a full turn of the hue
+    np.testing.assert_allclose(color(shift=10.0), batch + 10.0, atol=1e-3)
+    grey = color(saturation=0.0)
+    np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-3)
+    flat = color(contrast=0.0)
+    np.testing.assert_allclose(flat, flat[:, :1, :1].repeat(16, 1).repeat(16, 2), atol=1e-3)
 
 
 def test_bad_specs_fail_clearly():

@@ -68,6 +68,8 @@ def test_bad_options_fail_with_clear_errors():
         BACKBONES.build({"type": "resnet18", "output": "fc"}, input_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="input_shape"):
         BACKBONES.build("mobilefacenet", input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match="width"):
+        BACKBONES.build({"type": "resnet50", "width": 0}, input_shape=(32, 32, 3))
     with pytest.raises(TypeError, match="depth"):
         BACKBONES.check({"type": "resnet50", "depth": 50})
 

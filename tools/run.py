@@ -1,4 +1,8 @@
-"""Train one experiment: python tools/run.py experiments/X.py [--set section.key=value ...]."""
+"""Train one experiment: python tools/run.py experiments/X.py [--set section.key=value ...].
+
+On several machines, start the same command on each, adding
+--workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run).
+"""
 import argparse
 import os
 import pathlib
@@ -19,6 +23,9 @@ def parse_args(argv):
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: the experiment's log.wandb)")
     parser.add_argument("--work-dir", help="parent of the run directory (default: the experiment's log.work_dir)")
     parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment, then exit")
+    parser.add_argument("--workers", help="multi-worker training: every worker's host:port, comma-separated, the "
+                                          "same list on every machine (writes TF_CONFIG; train.strategy=multi_worker)")
+    parser.add_argument("--worker-index", type=int, help="this machine's position in --workers (0: the chief)")
     return parser.parse_args(argv)
 
 
@@ -29,7 +36,14 @@ def main(argv=None):
         overrides.append(f"log.wandb={args.wandb}")
     if args.work_dir:
         overrides.append(f"log.work_dir={args.work_dir}")
+    if (args.workers is None) != (args.worker_index is None):
+        sys.exit("error: --workers and --worker-index go together")
     try:
+        if args.workers is not None:
+            from arcface_keras.training.distribute import tf_config
+
+            os.environ["TF_CONFIG"] = tf_config(args.workers.split(","), args.worker_index)
+            overrides.append("train.strategy=multi_worker")
         experiment = load_experiment(args.experiment, overrides)
         from arcface_keras.training import engine
 

@@ -1,5 +1,6 @@
 """Building blocks shared by the backbones: a fused batch norm and the conv/BN/PReLU helpers."""
 import math
+import numbers
 
 import keras
 from keras import ops
@@ -67,6 +68,7 @@ def channels(base, width):
 
 
 def batch_norm(name, **kwargs):
+    """FastBatchNormalization with PyTorch's momentum and epsilon."""
     return FastBatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name, **kwargs)
 
 
@@ -113,13 +115,18 @@ def gdc_embedding(x, embedding_size, name="gdc"):
     return batch_norm("embedding", dtype="float32")(x)
 
 
-def check_input_shape(input_shape, backbone):
-    """One-line error unless `input_shape` is a static (H, W, C)."""
-    if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
+def check_arguments(backbone, input_shape, embedding_size, width):
+    """One-line errors for a non-static (H, W, C) input shape or a non-positive size; returns the shape."""
+    shape_ok = isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
+    if not shape_ok or not all(isinstance(d, numbers.Integral) and d > 0 for d in input_shape):
         raise ValueError(f"{backbone}: input_shape must be (height, width, channels) ints, got {input_shape!r}")
-    return tuple(input_shape)
+    if not (isinstance(embedding_size, numbers.Integral) and embedding_size > 0):
+        raise ValueError(f"{backbone}: embedding_size must be a positive int, got {embedding_size!r}")
+    if not (isinstance(width, numbers.Real) and width > 0):
+        raise ValueError(f"{backbone}: width must be a positive number, got {width!r}")
+    return tuple(int(d) for d in input_shape)
 
 
 def group_count(filters, groups):
-    """Largest group count ≤ `groups` that divides `filters` (grouped convs need both to agree)."""
+    """A group count that divides `filters`: `groups` itself when it can, else their greatest common divisor."""
     return math.gcd(filters, groups)

@@ -1,7 +1,7 @@
 """MobileFaceNet (Chen et al. 2018): inverted-residual bottlenecks, PReLU and a GDC embedding layer."""
 import keras
 
-from arcface_keras.backbones.layers import channels, check_input_shape, conv_bn, gdc_embedding, group_count
+from arcface_keras.backbones.layers import channels, check_arguments, conv_bn, gdc_embedding, group_count
 from arcface_keras.registry import BACKBONES
 
 # One stage per row: a stride-2 bottleneck without shortcut, then `repeats` residual bottlenecks.
@@ -30,7 +30,7 @@ def mobilefacenet(input_shape=(112, 112, 3), embedding_size=128, width=1.0):
     expansions 128/256/512, the 512-channel head, the stem's depthwise groups) follow `min(width, 1)`,
     so width 2 with a 512-d embedding is insightface's "mbf" and widths below 1 shrink everything.
     """
-    input_shape = check_input_shape(input_shape, "mobilefacenet")
+    input_shape = check_arguments("mobilefacenet", input_shape, embedding_size, width)
     narrow = lambda c: channels(c, width)  # noqa: E731
     wide = lambda c: channels(c, min(width, 1.0))  # noqa: E731
 

@@ -2,7 +2,7 @@
 import keras
 
 from arcface_keras.backbones.layers import (
-    CONV_INIT, batch_norm, channels, check_input_shape, conv_bn, gdc_embedding, prelu,
+    CONV_INIT, batch_norm, channels, check_arguments, conv_bn, gdc_embedding, prelu,
 )
 from arcface_keras.registry import BACKBONES
 
@@ -53,7 +53,7 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
     (BN-dropout-flatten-dense-BN) or "GDC" (global depthwise conv, then dense-BN).
     """
     name = f"resnet{depth}"
-    input_shape = check_input_shape(input_shape, name)
+    input_shape = check_arguments(name, input_shape, embedding_size, width)
     if output not in OUTPUTS:
         raise ValueError(f"{name}: output must be one of {OUTPUTS}, got {output!r}")
     if not 0.0 <= dropout < 1.0:

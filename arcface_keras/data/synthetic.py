@@ -7,6 +7,7 @@ warp, background clutter, lighting gradient, colour cast, blur, noise). The pixe
 is simply another range of identity indices drawn from the same distribution.
 """
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
@@ -82,9 +83,9 @@ def _curve(x, y):
 class _Canvas:
     """An RGB layer and its coverage mask, drawn anti-aliased with sub-pixel coordinates."""
 
-    def __init__(self, size):
-        self.image = np.zeros((size, size, 3), np.uint8)
-        self.mask = np.zeros((size, size), np.uint8)
+    def __init__(self, size=None, image=None):
+        self.image = np.zeros((size, size, 3), np.uint8) if image is None else image
+        self.mask = np.zeros(self.image.shape[:2], np.uint8)
 
     def fill(self, points, colour, silhouette=False):
         points = [_fixed(points)]
@@ -152,6 +153,8 @@ def identity_traits(seed, identity):
         long_hair = np.vstack([_ellipse(0, -2, a + volume, b + volume, np.pi, 2 * np.pi),
                                [[side, SIZE + _PAD - cy + 20], [-side, SIZE + _PAD - cy + 20]]])
 
+    lips = skin * u(0.55, 0.85) + np.array([45, 0, 5]) * u(0.3, 1.2)
+    lips = {"upper": _rgb(lips), "lower": _rgb(lips * 1.08), "seam": _rgb(lips * 0.6)}
     return {
         "skin": {shade: _rgb(skin * factor) for shade, factor in
                  (("face", 1), ("ear", 0.9), ("neck", 0.82), ("shadow", 0.72), ("lid", 0.7), ("dark", 0.45))},
@@ -163,8 +166,7 @@ def identity_traits(seed, identity):
         "brow": dict(gap=u(4.5, 10), thick=int(rng.integers(1, 5)), arch=u(0.5, 4), angle=u(-12, 12),
                      length=u(0.9, 1.5), colour=_rgb(hair * u(0.5, 0.9))),
         "nose": dict(tip=u(-5, 6), w=u(4.5, 9.5), bridge=u() < 0.5, nostril=u(1.2, 2.4)),
-        "mouth": dict(dy=u(-4, 4), w=u(10, 17), upper=u(1.5, 4.0), lower=u(2.0, 5.5),
-                      colour=np.clip(skin * u(0.55, 0.85) + np.array([45, 0, 5]) * u(0.3, 1.2), 0, 255)),
+        "mouth": dict(dy=u(-4, 4), w=u(10, 17), upper=u(1.5, 4.0), lower=u(2.0, 5.5), colour=lips),
         "beard": _BEARDS[rng.integers(len(_BEARDS))],
         "glasses": dict(kind=_GLASSES[rng.integers(len(_GLASSES))], colour=_rgb(u(0, 200, 3)), size=u(0.9, 1.3)),
         "moles": [(u(-0.7, 0.7), u(-0.2, 0.8), u(0.9, 1.8)) for _ in range(rng.integers(0, 4))],
@@ -172,28 +174,33 @@ def identity_traits(seed, identity):
 
 
 def _image_nuisance(rng):
-    u = rng.uniform
+    """Expression, head turn and pose of one image (values drawn in blocks: generator calls are the cost)."""
+    yaw, pitch, talking, mouth_open, smile, blink, eye_open, brow = rng.random(8).tolist()
+    angle, scale, shift_x, shift_y, gaze_x, gaze_y = rng.standard_normal(6).tolist()
     return {
-        "yaw": u(-1, 1), "pitch": u(-1, 1),
-        "mouth_open": u(0.2, 1.0) if u() < 0.3 else 0.0, "smile": u(-0.3, 1.0),
-        "eye_open": 0.15 if u() < 0.05 else u(0.55, 1.0), "gaze": rng.normal(0, 0.8, 2), "brow_raise": u(-1.5, 2.5),
-        "angle": float(np.clip(rng.normal(0, 6), -15, 15)),
-        "scale": float(np.exp(np.clip(rng.normal(0, 0.06), -0.15, 0.15))),
-        "shift": np.clip(rng.normal(0, 2.5, 2), -6, 6),
-        "shirt": _rgb(u(0, 255, 3)),
+        "yaw": 2 * yaw - 1, "pitch": 2 * pitch - 1,
+        "mouth_open": 0.2 + 0.8 * mouth_open if talking < 0.3 else 0.0, "smile": 1.3 * smile - 0.3,
+        "eye_open": 0.15 if blink < 0.05 else 0.55 + 0.45 * eye_open, "brow_raise": 4 * brow - 1.5,
+        "gaze": (0.8 * gaze_x, 0.8 * gaze_y),
+        "angle": min(max(6 * angle, -15), 15),  # degrees
+        "scale": math.exp(min(max(0.06 * scale, -0.15), 0.15)),
+        "shift": np.clip([2.5 * shift_x, 2.5 * shift_y], -6, 6),
     }
 
 
-def _draw_person(t, n):
-    """Draw identity `t` with expression and head turn `n` on a padded canvas (canonical frame + _PAD)."""
+@functools.lru_cache(maxsize=32)
+def _head(seed, identity):
+    """The parts of an identity that no image changes (hair, head, ears, neck, moles, beard): (image, mask).
+
+    Drawn once on a padded canvas (canonical frame + _PAD); the arrays are shared and read-only.
+    """
+    t = identity_traits(seed, identity)
     size, p = SIZE + 2 * _PAD, _PAD
     c = _Canvas(size)
     face, skin, hair = t["face"], t["skin"], t["hair"]
-    cx, cy, a = 56 + p - 1.0 * n["yaw"], face["cy"] + p, face["a"]  # the head turns against its features
-
+    cx, cy, a = 56 + p, face["cy"] + p, face["a"]
     if hair["long"] is not None:
         c.fill(hair["long"] + (cx, cy), hair["colour"], True)
-    c.ellipse(56 + p, size + 18, 62, 42, n["shirt"], silhouette=True)  # shoulders
     neck_top, neck_w = cy + 0.3 * face["b"], 0.55 * a
     c.fill([[cx - neck_w, neck_top], [cx + neck_w, neck_top], [cx + neck_w + 3, size], [cx - neck_w - 3, size]],
            skin["neck"], True)
@@ -207,10 +214,24 @@ def _draw_person(t, n):
     c.fill(outline, skin["face"], True)
     if hair["cap"] is not None:
         c.fill(hair["cap"] + (cx, cy), hair["colour"], True)
+    if t["beard"] in ("full", "stubble"):
+        below_nose = outline[outline[:, 1] > TEMPLATE[2, 1] + p + t["nose"]["tip"] + 2]
+        c.fill(below_nose, hair["colour"] if t["beard"] == "full" else t["stubble"])
+    for mx, my, r in t["moles"]:
+        c.ellipse(cx + mx * a, cy + my * face["b"] * 0.6, r, r, skin["dark"])
+    c.image.flags.writeable = c.mask.flags.writeable = False
+    return c.image, c.mask
 
-    eye = t["eye"]
+
+def _draw_face(head, t, n):
+    """Eyes, brows, nose, mouth, moustache and glasses of identity `t` under expression and head turn `n`.
+
+    Drawn on a copy of the head image; the features move against the head to suggest yaw and pitch.
+    """
+    c = _Canvas(image=head.copy())
+    p, skin, eye = _PAD, t["skin"], t["eye"]
     eye_y = TEMPLATE[0, 1] + p + eye["dy"] + 0.8 * n["pitch"]
-    eyes_x = [TEMPLATE[i, 0] + p + side * eye["dx"] + 2.5 * n["yaw"] for i, side in ((0, -1), (1, 1))]
+    eyes_x = [TEMPLATE[i, 0] + p + side * eye["dx"] + 3.5 * n["yaw"] for i, side in ((0, -1), (1, 1))]
     for side, ex in zip((-1, 1), eyes_x):
         _draw_eye(c, ex, eye_y, side, eye, n, skin)
         brow = t["brow"]
@@ -219,7 +240,7 @@ def _draw_person(t, n):
                   (180, 360), brow["thick"])
 
     nose = t["nose"]
-    nx = TEMPLATE[2, 0] + p + 4.0 * n["yaw"]
+    nx = TEMPLATE[2, 0] + p + 5.0 * n["yaw"]
     tip = TEMPLATE[2, 1] + p + nose["tip"] + 1.5 * n["pitch"]
     if nose["bridge"]:
         c.line([[nx - 2.5 - 1.5 * n["yaw"], eye_y + 4], [nx - nose["w"] * 0.45, tip - 3]], skin["shadow"])
@@ -227,13 +248,11 @@ def _draw_person(t, n):
     for side in (-1, 1):
         c.ellipse(nx + side * nose["w"] * 0.45, tip + 0.5, nose["nostril"], nose["nostril"] * 0.6, skin["dark"])
 
-    mouth_x, mouth_y = _MOUTH[0] + p + 3.0 * n["yaw"], _MOUTH[1] + p + t["mouth"]["dy"]
-    _draw_beard(c, t, outline, mouth_x, tip, mouth_y)
+    mouth_x, mouth_y = _MOUTH[0] + p + 4.0 * n["yaw"], _MOUTH[1] + p + t["mouth"]["dy"]
+    _draw_moustache(c, t, mouth_x, tip, mouth_y)
     _draw_mouth(c, t["mouth"], n, mouth_x, mouth_y)
-    for mx, my, r in t["moles"]:
-        c.ellipse(cx + mx * a, cy + my * face["b"] * 0.6, r, r, skin["dark"])
     _draw_glasses(c, t["glasses"], eyes_x, eye_y, eye["w"])
-    return c
+    return c.image
 
 
 def _draw_eye(c, ex, ey, side, eye, n, skin):
@@ -251,15 +270,19 @@ def _draw_eye(c, ex, ey, side, eye, n, skin):
     c.ellipse(ex, ey, w, lower, skin["lid"], tilt, (0, 180), 1)
 
 
+_LIP_X = _grid(15)
+_LIP_BULGE = 1 - _LIP_X ** 2
+_UPPER_LIP = _LIP_BULGE ** 0.6 - 0.8 * np.exp(-((_LIP_X / 0.15) ** 2))  # with a cupid's bow (per unit thickness)
+_LOWER_LIP = _LIP_BULGE ** 0.7
+
+
 def _draw_mouth(c, mouth, n, mx, my):
-    xs = _grid(15)
-    bulge = 1 - xs ** 2
-    seam = my - 4.0 * n["smile"] * xs ** 2
-    gap = 8.0 * n["mouth_open"] * bulge
-    upper_bottom, lower_top = seam - 0.5 * gap, seam + 0.5 * gap
-    upper_top = upper_bottom - mouth["upper"] * bulge ** 0.6 + 0.8 * np.exp(-((xs / 0.15) ** 2))
-    lower_bottom = lower_top + mouth["lower"] * bulge ** 0.7
-    x = mx + mouth["w"] * xs
+    seam = my - 4.0 * n["smile"] * _LIP_X ** 2
+    gap = 4.0 * n["mouth_open"] * _LIP_BULGE
+    upper_bottom, lower_top = seam - gap, seam + gap
+    upper_top = upper_bottom - mouth["upper"] * _UPPER_LIP
+    lower_bottom = lower_top + mouth["lower"] * _LOWER_LIP
+    x = mx + mouth["w"] * _LIP_X
 
     def band(top, bottom):
         return np.vstack([_curve(x, top), _curve(x, bottom)[::-1]])
@@ -267,15 +290,13 @@ def _draw_mouth(c, mouth, n, mx, my):
     if n["mouth_open"] > 0:
         c.fill(band(upper_bottom, lower_top), _MOUTH_INSIDE)
         c.fill(band(upper_bottom, np.minimum(upper_bottom + 2.0, lower_top)), _TEETH)
-    c.fill(band(upper_top, upper_bottom), _rgb(mouth["colour"]))
-    c.fill(band(lower_top, lower_bottom), _rgb(mouth["colour"] * 1.08))
-    c.line(_curve(x, upper_bottom), _rgb(mouth["colour"] * 0.6))
+    c.fill(band(upper_top, upper_bottom), mouth["colour"]["upper"])
+    c.fill(band(lower_top, lower_bottom), mouth["colour"]["lower"])
+    c.line(_curve(x, upper_bottom), mouth["colour"]["seam"])
 
 
-def _draw_beard(c, t, outline, mouth_x, tip, mouth_y):
+def _draw_moustache(c, t, mouth_x, tip, mouth_y):
     kind, colour = t["beard"], t["hair"]["colour"]
-    if kind in ("full", "stubble"):
-        c.fill(outline[outline[:, 1] > tip + 2], colour if kind == "full" else t["stubble"])
     if kind in ("moustache", "full"):  # a band over the upper lip, drooping at the ends
         xs = _grid(11)
         x, lip = mouth_x + (t["mouth"]["w"] + 2) * xs, mouth_y - t["mouth"]["upper"] - 1 + 3 * xs ** 2
@@ -307,25 +328,25 @@ def _colour_map(plane, scale, offset=(0, 0, 0)):
 
 
 def _background(rng):
-    """A colour ramp with random shapes, sometimes out of focus: float32 (112, 112, 3)."""
-    u = rng.uniform
-    image = _colour_map(_gradient(u(0, 2 * np.pi)), u(-60, 60, 3), u(0, 255, 3))
-    for _ in range(rng.integers(3, 11)):
-        colour = tuple(float(v) for v in u(0, 255, 3))
-        kind = rng.integers(4)
-        x, y = (int(v) for v in u(-10, SIZE + 10, 2))
-        if kind == 0:
-            w, h = (int(v) for v in u(5, 50, 2))
-            cv2.rectangle(image, (x, y), (x + w, y + h), colour, -1)
-        elif kind == 1:
-            cv2.circle(image, (x, y), int(u(3, 30)), colour, -1, cv2.LINE_AA)
-        elif kind == 2:
-            x2, y2 = (int(v) for v in u(-10, SIZE + 10, 2))
-            cv2.line(image, (x, y), (x2, y2), colour, int(u(1, 8)), cv2.LINE_AA)
+    """A colour ramp with random shapes and shoulders, sometimes out of focus: float32 (112, 112, 3)."""
+    direction, *ramp = rng.random(7).tolist()
+    image = _colour_map(_gradient(2 * np.pi * direction), [120 * r - 60 for r in ramp[:3]], [255 * r for r in ramp[3:]])
+    for kind, *corners, size, red, green, blue in rng.random((rng.integers(3, 11), 11)).tolist():
+        x1, y1, x2, y2, x3, y3 = (int(132 * v) - 10 for v in corners)  # shapes may leave the frame
+        colour = (255 * red, 255 * green, 255 * blue)
+        if kind < 0.25:
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, -1)
+        elif kind < 0.5:
+            cv2.circle(image, (x1, y1), int(3 + 27 * size), colour, -1, cv2.LINE_AA)
+        elif kind < 0.75:
+            cv2.line(image, (x1, y1), (x2, y2), colour, int(1 + 7 * size), cv2.LINE_AA)
         else:
-            cv2.fillPoly(image, [_fixed(u(-10, SIZE + 10, (3, 2)))], colour, cv2.LINE_AA, _SHIFT)
-    if u() < 0.5:  # out of focus
-        image = cv2.GaussianBlur(image, (0, 0), u(0.8, 2.5))
+            cv2.fillPoly(image, [np.int32([[x1, y1], [x2, y2], [x3, y3]])], colour, cv2.LINE_AA)
+    shoulder_x, blurred, sigma, *shirt = rng.random(6).tolist()
+    cv2.ellipse(image, (int(48 + 16 * shoulder_x), SIZE + 34), (62, 42), 0, 0, 360,
+                tuple(255 * v for v in shirt), -1, cv2.LINE_AA)
+    if blurred < 0.5:  # out of focus
+        image = cv2.GaussianBlur(image, (0, 0), 0.8 + 1.7 * sigma)
     return image
 
 
@@ -341,28 +362,42 @@ def render_identity_image(seed, identity, image):
     traits = identity_traits(seed, identity)
     rng = np.random.default_rng([int(seed), _IMAGE_STREAM, int(identity), _check_index("image", image)])
     nuisance = _image_nuisance(rng)
-    person = _draw_person(traits, nuisance)
+    head, mask = _head(seed, identity)
+    person = _draw_face(head, traits, nuisance)
 
     warp = cv2.getRotationMatrix2D(_POSE_CENTRE, nuisance["angle"], nuisance["scale"])
     warp[:, 2] += nuisance["shift"] - warp[:, :2] @ [_PAD, _PAD]  # padded canvas -> canonical -> posed
-    face = cv2.warpAffine(person.image, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32)
-    alpha = cv2.warpAffine(person.mask, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
+    face = cv2.warpAffine(person, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32)
+    alpha = cv2.warpAffine(mask, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
     pixels = cv2.blendLinear(face, _background(rng), alpha, 1 - alpha)
 
-    light = 1 + np.float32(rng.uniform(0, 0.5)) * _gradient(rng.uniform(0, 2 * np.pi))  # lighting gradient
-    colour = np.exp(rng.normal(0, 0.07, 3)) * rng.uniform(0.75, 1.2)  # white balance and exposure
-    pixels *= _colour_map(light, colour)
-    if rng.uniform() < 0.6:
-        pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.3, 1.2))
-    y, x = rng.integers(0, SIZE, 2)
-    pixels += _noise_bank()[y:y + SIZE, x:x + SIZE] * np.float32(rng.uniform(1, 7))
+    strength, direction, exposure, blurred, sigma, noise, y, x = rng.random(8).tolist()
+    light = 1 + np.float32(0.5 * strength) * _gradient(2 * np.pi * direction)  # lighting gradient
+    white_balance = np.exp(0.07 * rng.standard_normal(3)) * (0.75 + 0.45 * exposure)
+    pixels *= _colour_map(light, white_balance)
+    if blurred < 0.6:
+        pixels = cv2.GaussianBlur(pixels, (0, 0), 0.3 + 0.9 * sigma)
+    y, x = int(SIZE * y), int(SIZE * x)
+    pixels += _noise_bank()[y:y + SIZE, x:x + SIZE] * np.float32(1 + 6 * noise)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def _single_threaded_cv2():
+    """cv2's own threads only slow down the small images drawn here."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def render_identities(seed, identities, images_per_identity, first_identity=0):
     """All images of identities first_identity.. in memory: (uint8 (N*K, 112, 112, 3) RGB, int labels 0..N-1)."""
-    images = np.stack([render_identity_image(seed, first_identity + i, k)
-                       for i in range(identities) for k in range(images_per_identity)])
+    with _single_threaded_cv2():
+        images = np.stack([render_identity_image(seed, first_identity + i, k)
+                           for i in range(identities) for k in range(images_per_identity)])
     return images, np.repeat(np.arange(identities), images_per_identity)
 
 
@@ -436,10 +471,6 @@ def _write_identity(out_dir, seed, identity, images_per_identity):
     return written
 
 
-def _single_threaded_cv2():
-    cv2.setNumThreads(1)
-
-
 def _manifest(identities, images_per_identity, seed, first_identity):
     return {
         "generator": __name__,
@@ -472,19 +503,20 @@ def write_identities(out_dir, identities, images_per_identity, seed=0, first_ide
     seed, first_identity = _check_index("seed", seed), _check_index("first_identity", first_identity)
     workers = _check_index("workers", workers, 1)
     manifest_path = out_dir / MANIFEST
-    old = _read_manifest(manifest_path) if manifest_path.exists() else None
+    old = _read_manifest(manifest_path)
     if old is not None and (old.get("seed"), old.get("version")) != (seed, GENERATOR_VERSION):
         raise ValueError(f"{manifest_path}: holds seed {old.get('seed')} of generator version {old.get('version')},"
                          f" not seed {seed} of version {GENERATOR_VERSION}; use another folder")
-    if manifest_path.exists():
-        manifest_path.unlink()  # complete again only once every image is there
+    manifest_path.unlink(missing_ok=True)  # complete again only once every image is there
     ids = range(first_identity, first_identity + identities)
     jobs = ([out_dir] * len(ids), [seed] * len(ids), ids, [images_per_identity] * len(ids))
     if workers == 1:
-        written = sum(map(_write_identity, *jobs))
+        with _single_threaded_cv2():
+            written = sum(map(_write_identity, *jobs))
     else:
         context = multiprocessing.get_context("spawn")  # the caller may hold TensorFlow threads: no fork
-        with concurrent.futures.ProcessPoolExecutor(workers, context, initializer=_single_threaded_cv2) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers, context, initializer=cv2.setNumThreads,
+                                                    initargs=(1,)) as pool:
             written = sum(pool.map(_write_identity, *jobs, chunksize=max(1, len(ids) // (8 * workers))))
     write_json(manifest_path, _manifest(identities, images_per_identity, seed, first_identity))
     total = identities * images_per_identity

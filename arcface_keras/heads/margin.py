@@ -110,16 +110,19 @@ class MarginHead(Head):
         w = ops.normalize(ops.cast(w, "float32"), axis=1 - self.class_axis, epsilon=1e-12)
         return ops.clip(ops.matmul(x, w if self.class_axis == 1 else ops.transpose(w)), -1.0, 1.0)
 
+    def num_sampled(self, batch_size=None):
+        """k: how many classes a training step with `batch_size` samples scores."""
+        return num_sampled(self.num_classes, self.sample_rate, batch_size) if self.class_axis == 0 else self.num_classes
+
     def sample_classes(self, labels, batch_size=None):
         """The (k,) classes a training step scores (see partial_fc.sample_classes); draws a new sample."""
-        k = num_sampled(self.num_classes, self.sample_rate, batch_size)
-        return sample_classes(labels, self.num_classes, k, self.seed_generator)
+        return sample_classes(labels, self.num_classes, self.num_sampled(batch_size), self.seed_generator)
 
     def call(self, inputs, training=None):
         embeddings, labels = as_float32(*inputs)
         columns = None
         batch = embeddings.shape[0]
-        if training and self.class_axis == 0 and num_sampled(self.num_classes, self.sample_rate, batch) < self.num_classes:
+        if training and self.num_sampled(batch) < self.num_classes:
             columns = self.sample_classes(labels, batch)
             labels = rank_among_distinct(labels)
         cosine = self.cosine(embeddings, columns)

@@ -1,22 +1,53 @@
-"""Choosing the tf.distribute strategy the model and optimizer are built under."""
+"""Data-parallel training with tf.distribute: the strategy, who writes, sync BN, data sharding.
+
+Strategies (`train.strategy`):
+  auto          several workers in TF_CONFIG: multi_worker; else several GPUs: mirrored; else the
+                default strategy (one device)
+  mirrored      MirroredStrategy: one replica per visible GPU (per logical CPU device without GPUs)
+  one_device    the first GPU, else the CPU
+  multi_worker  MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (see `tf_config`)
+
+`train.batch_size` is per replica: the global batch is batch_size × replicas, and the learning
+rate follows `train.lr_scaling` (see schedules.scaled_lr). Gradients are summed over replicas
+of per-replica mean losses divided by the replica count, i.e. the mean over the global batch.
+"""
 import contextlib
+import functools
+import hashlib
+import json
 
 import keras
+import numpy as np
 
 STRATEGIES = ("auto", "mirrored", "one_device", "multi_worker")
 
 
 def make_strategy(name="auto"):
-    """auto: MirroredStrategy over all visible GPUs when there are several, else the default strategy."""
+    """The tf.distribute strategy called `name` (see the module docstring)."""
     if name not in STRATEGIES:
         raise ValueError(f"train.strategy={name!r}: expected one of {', '.join(STRATEGIES)}")
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+        if cluster_size() > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            return tf.distribute.get_strategy()
+    return _strategy(name)
+
+
+@functools.cache
+def _strategy(name):
+    """One strategy of each kind per process: a second MirroredStrategy over the same devices would
+    reuse the first one's collective keys and its all-reduces would collide with the first's."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     return tf.distribute.MultiWorkerMirroredStrategy()
@@ -29,9 +60,122 @@ def strategy_scope(strategy):
     return strategy.scope()
 
 
-def is_chief(strategy):
-    """Only the chief worker writes checkpoints, logs and W&B."""
+def num_replicas(strategy):
+    """Replicas a global batch is split over: the strategy's, or the data axis of a keras.distribution."""
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    if distribution is not None:
+        mesh = distribution.device_mesh
+        return int(dict(zip(mesh.axis_names, mesh.shape)).get(distribution.batch_dim_name, 1))
+    return strategy.num_replicas_in_sync if strategy is not None else 1
+
+
+# ------------------------------------------------------------------ multi-worker
+
+
+def tf_config(workers, index):
+    """TF_CONFIG (JSON) for worker `index` of `workers` ("host:port" strings); worker 0 is the chief."""
+    workers = [w.strip() for w in workers if w.strip()]
+    for worker in workers:
+        host, _, port = worker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--workers: {worker!r} is not host:port")
+    if not 0 <= index < len(workers):
+        raise ValueError(f"--worker-index {index}: expected 0 to {len(workers) - 1} for {len(workers)} workers")
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+
+
+def cluster_size():
+    """Tasks (chief + workers) in the TF_CONFIG cluster; 0 without TF_CONFIG."""
+    import os
+
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return sum(len(spec.get(job, [])) for job in ("chief", "worker"))
+
+
+def task(strategy):
+    """(task type, index) of this process in its cluster; ("worker", 0) outside one."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
+        return "worker", 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def num_workers(strategy):
+    """Processes taking part in training (1 outside a multi-worker cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(sum(len(cluster.get(job, [])) for job in ("chief", "worker")), 1)
+
+
+def is_chief(strategy):
+    """Only the chief writes checkpoints, logs and W&B: the "chief" task if the cluster has one,
+    else worker 0 (MultiWorkerMirroredStrategy's convention); every process outside a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
         return True
-    return resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0)
+    task_type, index = task(strategy)
+    if "chief" in cluster:
+        return task_type == "chief"
+    return task_type == "worker" and index == 0
+
+
+def shard_across_workers(dataset, strategy, num_files):
+    """`dataset` with the auto-shard policy for this cluster.
+
+    FILE when there are at least as many TFRecord shards as workers: each worker reads its own
+    files, so no worker decodes images another one uses (the shards should outnumber the workers
+    several times over, with similar sizes). Otherwise DATA: every worker reads everything and keeps
+    its part of each global batch, the global batches then being exactly the one-worker ones.
+    """
+    import tensorflow as tf
+
+    policy = tf.data.experimental.AutoShardPolicy
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        policy.FILE if num_files >= num_workers(strategy) else policy.DATA)
+    return dataset.with_options(options)
+
+
+def weights_fingerprint(model):
+    """sha1 of `model`'s trainable weights: workers kept in sync by all-reduce agree bit for bit."""
+    digest = hashlib.sha1()
+    for weight in model.trainable_weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight), dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ batch norm
+
+
+def batch_norm_layers(model):
+    """Every BatchNormalization layer of `model`, nested models included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += batch_norm_layers(layer)
+    return found
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(model, enabled=True):
+    """Within the block, every BatchNormalization layer of `model` normalises with global-batch
+    statistics (Keras' `synchronized=True`: an all-reduce of sums per layer and step), on the
+    TensorFlow backend. Afterwards the layers are as they were, so the saved model keeps its
+    plain (fused) batch norm and loads on any backend.
+
+    Without it each replica normalises with its own sub-batch's statistics, as PyTorch DDP without
+    SyncBatchNorm (insightface's setting); the moving statistics then differ per replica, and the
+    saved ones are the first replica's: an estimate from 1/R of the data (DDP's rank 0 buffers).
+    """
+    layers = batch_norm_layers(model) if enabled and keras.backend.backend() == "tensorflow" else []
+    before = [layer.synchronized for layer in layers]
+    for layer in layers:
+        layer.synchronized = True
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, before):
+            layer.synchronized = value

@@ -12,6 +12,8 @@ from arcface_keras import config as config_lib
 from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
 from arcface_keras.training import callbacks as cb
+from arcface_keras.heads.partial_fc import RowSparseSGD
+from arcface_keras.training import distribute
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
 from arcface_keras.training.model import build_face_model, check_model_config
 from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
@@ -24,6 +26,12 @@ def validate(experiment):
     check_model_config(experiment.model)
     if experiment.train.precision not in PRECISIONS:
         raise config_lib.ConfigError(f"train.precision={experiment.train.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if experiment.train.strategy not in distribute.STRATEGIES:
+        raise config_lib.ConfigError(f"train.strategy={experiment.train.strategy!r}: expected one of "
+                                     f"{', '.join(distribute.STRATEGIES)}")
+    if experiment.train.model_parallel and keras.backend.backend() != "jax":
+        raise config_lib.ConfigError(f"train.model_parallel={experiment.train.model_parallel}: needs the JAX backend "
+                                     f"(KERAS_BACKEND=jax), running {keras.backend.backend()}")
     if experiment.data.synthetic:
         prepare.synthetic_settings(experiment.data)
     from arcface_keras.augment import build_augmentation
@@ -45,8 +53,13 @@ def run(experiment, command=None):
     work_dir = Path(experiment.log.work_dir) / experiment.name
     keras.utils.set_random_seed(t.seed)
     keras.mixed_precision.set_dtype_policy(t.precision)
+    if t.model_parallel:
+        from arcface_keras.training.model_parallel import class_axis, shard_class_centres
+
+        shard_class_centres(model_axis=t.model_parallel, axis=class_axis(experiment.model.head))
     strategy = make_strategy(t.strategy)
     chief = is_chief(strategy)
+    workers = distribute.num_workers(strategy)
     if chief:
         work_dir.mkdir(parents=True, exist_ok=True)
         config_lib.dump(experiment, work_dir / "config.json")
@@ -59,12 +72,14 @@ def run(experiment, command=None):
 
     folder = prepare.training_folder(d)
     manifest = read_manifest(folder)
-    replicas = strategy.num_replicas_in_sync
+    replicas = distribute.num_replicas(strategy)
     global_batch = t.batch_size * replicas
     steps_per_epoch = t.steps_per_epoch or max(manifest["num_images"] // global_batch, 1)
     total_steps = steps_per_epoch * t.epochs
     dataset = train_dataset(folder, global_batch, d.image_size, build_augmentation(d.augment, seed=t.seed),
                             d.shuffle_buffer, t.seed, d.sampler, d.images_per_identity)
+    if workers > 1:
+        dataset = distribute.shard_across_workers(dataset, strategy, len(manifest["shards"]))
     evaluator = make_evaluator(experiment, prepare.validation_sets(d))
 
     with strategy_scope(strategy):
@@ -78,6 +93,10 @@ def run(experiment, command=None):
         start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints")
 
     evaluator.embedder = embedder
+    if strategy.num_replicas_in_sync > 1:
+        # Keras' predict_on_batch under a tf.distribute strategy feeds the whole batch to every replica (and,
+        # across workers, is a collective the others would not join): the chief evaluates a plain copy.
+        evaluator.embedder, evaluator.source = keras.models.clone_model(embedder), embedder
     run_wandb = start_wandb(experiment, work_dir) if chief else None
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if chief:
@@ -94,12 +113,17 @@ def run(experiment, command=None):
           f"{replicas} replica(s), global batch {global_batch}, {steps_per_epoch} steps/epoch × {t.epochs} epochs"
           + (f", resuming at step {start}" if start else ""), flush=True)
     began = time.time()
-    fit_from(model, dataset, start, steps_per_epoch, t.epochs, callbacks)
+    with distribute.synchronized_batch_norm(model, t.sync_bn and replicas > 1):
+        fit_from(model, dataset, start, steps_per_epoch, t.epochs, callbacks)
     if not np.isfinite(model_loss(model)):
         raise FloatingPointError(f"{experiment.name}: training stopped on a non-finite loss")
     train_seconds = time.time() - began
 
     result = {"step": cb.global_step(model), "train_seconds": round(train_seconds, 1)}
+    if workers > 1:
+        task_type, index = distribute.task(strategy)
+        print(f"[arcface_keras] {task_type} {index}: trained weights sha1 {distribute.weights_fingerprint(embedder)}",
+              flush=True)
     if chief:
         embedder.save(work_dir / ".embedder.tmp.keras")
         (work_dir / ".embedder.tmp.keras").replace(work_dir / "embedder.keras")
@@ -133,8 +157,10 @@ def model_loss(model):
 
 
 def make_optimizer(t, schedule):
+    """sgd: momentum SGD with decoupled weight decay, which moves only the sampled class centres of a
+    Partial FC head (partial_fc.RowSparseSGD; exactly keras SGD otherwise); adamw: keras AdamW."""
     if t.optimizer == "sgd":
-        return keras.optimizers.SGD(schedule, momentum=t.momentum, weight_decay=t.weight_decay or None)
+        return RowSparseSGD(schedule, momentum=t.momentum, weight_decay=t.weight_decay or None)
     if t.optimizer == "adamw":
         return keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay)
     raise config_lib.ConfigError(f"train.optimizer={t.optimizer!r}: expected 'sgd' or 'adamw'")
@@ -150,12 +176,15 @@ class Evaluator:
         self.batch_size = batch_size
         self.flip = flip
         self.embedder = None
+        self.source = None  # a model whose weights `embedder` copies before each evaluation
         self.reports = {}
 
     def __call__(self):
         from arcface_keras.evaluation.embed import embed_images
         from arcface_keras.evaluation.verification import evaluate
 
+        if self.source is not None:
+            self.embedder.set_weights(self.source.get_weights())
         metrics = {}
         for name, (images, issame) in self.sets.items():
             embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
