@@ -72,7 +72,8 @@ def check_range(name, value, low, high):
     """`value` as a (min, max) pair inside [low, high], or a one-line error naming the option."""
     pair = tuple(value) if isinstance(value, (list, tuple)) else None
     if pair is None or len(pair) != 2 or not low <= pair[0] <= pair[1] <= high:
-        raise ValueError(f"augmentation option {name}={value!r}: expected (min, max) with {low} <= min <= max <= {high}")
+        raise ValueError(f"augmentation option {name}={value!r}: "
+                         f"expected (min, max) with {low} <= min <= max <= {high}")
     return pair
 
 

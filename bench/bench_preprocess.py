@@ -1,6 +1,6 @@
 """Face cropping throughput (detect + align + write) in images/s, with 1 and 2 worker processes.
 
-    python bench/bench_preprocess.py [--images 40] [--workers 1 2]
+    python bench/bench_preprocess.py [--images 40] [--workers 1 2] [--quick] [--json rows.json]
 
 The input is scikit-image's astronaut photo (512x512) and a 1024x1024 upscale of it, replicated
 into a temporary identity-folder tree. With one worker the detector is built before timing; pool
@@ -20,6 +20,7 @@ from skimage import data  # noqa: E402
 
 from arcface_keras.faces import detect  # noqa: E402
 from arcface_keras.faces.preprocess import CropOptions, preprocess  # noqa: E402
+from arcface_keras.io import write_json  # noqa: E402
 
 
 def make_tree(root, n_images):
@@ -36,8 +37,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 8 images, 1 worker")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (bench/run_all.py reads it)")
     args = parser.parse_args(argv)
-    print(f"{args.images} images (half 512x512, half 1024x1024), {os.cpu_count()} CPUs")
+    if args.quick:
+        args.images, args.workers = 8, [1]
+    title = f"Face cropping (MTCNN detect + align + write): {args.images} images (half 512x512, half 1024x1024)"
+    print(f"{title}, {os.cpu_count()} CPUs")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         make_tree(pathlib.Path(tmp) / "raw", args.images)
         detect.detect(data.astronaut())  # build the in-process detector outside the timings
@@ -48,6 +55,9 @@ def main(argv=None):
             seconds = time.perf_counter() - began
             written = report["written"]
             print(f"workers={workers}: {written} crops in {seconds:.1f} s = {written / seconds:.2f} images/s")
+            rows.append({"workers": workers, "crops": written, "seconds": seconds, "images_per_s": written / seconds})
+    if args.json:
+        write_json(args.json, {"title": title, "columns": ["workers", "crops", "seconds", "images_per_s"], "rows": rows})
 
 
 if __name__ == "__main__":

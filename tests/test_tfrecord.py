@@ -106,6 +106,10 @@ def test_verify_checks_counts_and_labels(tmp_path):
         verify(tmp_path)
     manifest["num_classes"], manifest["shards"]["train-00001-of-00002.tfrecord"] = 3, 4
     manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="manifest.json: num_images 7 is not the sum"):
+        verify(tmp_path)
+    manifest["num_images"] = 8
+    manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match="train-00001-of-00002.tfrecord: 3 examples, the manifest says 4"):
         verify(tmp_path)
 
@@ -142,4 +146,14 @@ def test_reencode_quality_rewrites_jpegs(two_sources, repo_root):
                                "--reencode-quality", "50", "--quiet"])
     records = read_back(out)
     assert len(records) == 9 and not any(data in first for data, _ in records)
-    assert all(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (12, 12, 3) for data, _ in records)
+    decoded = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data, _ in records]
+    assert all(image.shape == (12, 12, 3) for image in decoded)
+
+
+def test_tool_help_and_one_line_errors(tmp_path, repo_root, capsys):
+    tool = load_tool(repo_root)
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--help"])
+    assert exit_info.value.code == 0 and "--list-root" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=f"make_tfrecord: {tmp_path / 'nowhere'}: not a directory"):
+        tool.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])

@@ -35,12 +35,14 @@ def parse_args(argv):
                              "in order (default: the list file's folder)")
     parser.add_argument("--out", required=True, help="output folder for the shards and manifest.json")
     parser.add_argument("--shards", type=int, default=16, help="number of shards (default 16)")
-    parser.add_argument("--workers", type=int, default=2, help="writer threads, each writing its own shards (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="writer threads, each writing its own shards (default 2)")
     parser.add_argument("--reencode-quality", type=int, metavar="Q",
                         help="re-encode every image as JPEG at quality Q (default: keep JPEG/PNG bytes as they are)")
     parser.add_argument("--no-shuffle", action="store_true", help="keep the sources' order instead of shuffling")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle (default 0)")
-    parser.add_argument("--verify", action="store_true", help="re-read every shard afterwards (alone: check --out only)")
+    parser.add_argument("--verify", action="store_true",
+                        help="re-read every shard afterwards (alone: check --out only)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     args.sources = args.sources or []
@@ -48,7 +50,8 @@ def parse_args(argv):
         parser.error("give at least one --source, --rec or --list (or --verify to check an existing --out)")
     lists = sum(kind == "list" for kind, _ in args.sources)
     if len(args.list_root) not in (0, 1, lists):
-        parser.error(f"--list-root given {len(args.list_root)} times for {lists} --list files: give it once or once per list")
+        parser.error(f"--list-root given {len(args.list_root)} times for {lists} --list files: "
+                     "give it once or once per list")
     if args.shards < 1 or args.workers < 1:
         parser.error("--shards and --workers must be at least 1")
     if args.reencode_quality is not None and not 1 <= args.reencode_quality <= 100:
@@ -74,7 +77,7 @@ def open_sources(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from arcface_keras.data import recordio, sources, tfrecord
+    from arcface_keras.data import sources, tfrecord
 
     try:
         if args.sources:
@@ -87,7 +90,8 @@ def main(argv=None):
                 print(f"  {entry['name']}: {entry['num_images']} images, {entry['num_classes']} classes, "
                       f"labels from {entry['label_offset']} ({entry['kind']} {entry['path']})")
             if manifest["skipped"]:
-                print(f"skipped {manifest['skipped']} unreadable or empty images: see {pathlib.Path(args.out) / 'skipped.csv'}")
+                report = pathlib.Path(args.out) / "skipped.csv"
+                print(f"skipped {manifest['skipped']} unreadable or empty images: see {report}")
         if args.verify:
             summary = tfrecord.verify(args.out)
             print(f"verified {summary['shards']} shards: {summary['num_images']} images, "

@@ -60,7 +60,8 @@ def load_images(inputs, rows, size):
     for path in paths:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is not None:
-            images.append(cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA))
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         if len(images) == rows:
             break
     if not images:

@@ -50,14 +50,18 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
 
     Four stages of IR units, each halving the resolution (112 → 7). `width` scales the
     64/128/256/512 channels; `se` adds squeeze-excitation to every unit; `output` is "E"
-    (BN-dropout-flatten-dense-BN) or "GDC" (global depthwise conv, then dense-BN).
+    (BN-dropout-flatten-dense-BN) or "GDC" (global depthwise conv, then dense-BN, no dropout).
     """
     name = f"resnet{depth}"
+    if depth not in DEPTHS:
+        raise ValueError(f"IResNet depth must be one of {sorted(DEPTHS)}, got {depth!r}")
     input_shape = check_arguments(name, input_shape, embedding_size, width)
     if output not in OUTPUTS:
         raise ValueError(f"{name}: output must be one of {OUTPUTS}, got {output!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+    if dropout and output != "E":
+        raise ValueError(f"{name}: dropout applies to output 'E' only, got output={output!r} with dropout={dropout!r}")
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = conv_bn(inputs, channels(STAGE_CHANNELS[0], width), 3, "stem")

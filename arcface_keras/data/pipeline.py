@@ -10,7 +10,8 @@ def decode_image(image_bytes, image_size):
     image = tf.cast(image, tf.float32)
     image.set_shape([None, None, 3])
     if image_size is not None:
-        image = tf.image.resize(image, (image_size, image_size), method="area")
+        same = tf.reduce_all(tf.shape(image)[:2] == image_size)
+        image = tf.cond(same, lambda: image, lambda: tf.image.resize(image, (image_size, image_size), method="area"))
         image.set_shape([image_size, image_size, 3])
     return image
 

@@ -3,8 +3,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from arcface_keras.data.folders import list_identity_folder
-from arcface_keras.data.tfrecord import MANIFEST, write_shards
+from arcface_keras.data.tfrecord import MANIFEST
 
 SYNTHETIC_KEYS = {"identities", "images", "val_identities", "val_images", "val_pairs", "seed"}
 
@@ -14,33 +13,34 @@ def cache_dir(data):
 
 
 def training_folder(data):
-    """The TFRecord folder for `data.train` (or the synthetic identities), converting on first use."""
+    """The TFRecord folder to train on: `data.train` as is, or converted once into cached shards.
+
+    `data.train` may be a TFRecord folder (with manifest.json), an identity folder or an
+    InsightFace .rec file; `data.synthetic` generates identities instead.
+    """
+    from arcface_keras.data import sources
+
     if data.synthetic:
-        return folder_to_tfrecord(synthetic_train_folder(data), cache_dir(data))
+        return cached_conversion(synthetic_train_folder(data), sources.folder_source, cache_dir(data))
     if not data.train:
-        raise ValueError("data.train is empty: give a TFRecord folder, an identity folder, or data.synthetic")
+        raise ValueError("data.train is empty: give a TFRecord folder, an identity folder, a .rec file or data.synthetic")
     train = Path(data.train).expanduser()
     if (train / MANIFEST).is_file():
         return train
-    if train.suffix == ".rec":
-        raise ValueError(f"data.train={train}: convert it first with tools/make_tfrecord.py --rec {train} --out DIR")
-    return folder_to_tfrecord(train, cache_dir(data))
+    make = sources.rec_source if train.suffix == ".rec" else sources.folder_source
+    return cached_conversion(train, make, cache_dir(data))
 
 
-def folder_to_tfrecord(folder, cache, num_shards=8):
-    """Convert an identity folder once into cached shards (keyed by its path and file list)."""
-    paths, labels, class_names = list_identity_folder(folder)
-    key = hashlib.sha1(json.dumps([str(Path(folder).resolve()), paths]).encode()).hexdigest()[:16]
+def cached_conversion(path, make_source, cache, num_shards=8):
+    """Convert `path` once into shards under `cache`, keyed by its resolved path, size and mtime."""
+    from arcface_keras.data.sources import convert
+
+    path = Path(path)
+    stat = path.stat()
+    key = hashlib.sha1(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()[:16]
     out = cache / "tfrecord" / key
     if not (out / MANIFEST).is_file():
-        examples = ((Path(p).read_bytes(), label) for p, label in zip(paths, labels))
-        manifest = {
-            "num_classes": len(class_names),
-            "class_names": class_names,
-            "sources": [{"path": str(folder), "kind": "folder", "label_offset": 0,
-                         "num_classes": len(class_names), "num_images": len(paths)}],
-        }
-        write_shards(examples, out, min(num_shards, len(paths)), manifest)
+        convert([make_source(path)], out, num_shards=num_shards, workers=1, progress=False)
     return out
 
 
@@ -56,7 +56,7 @@ def synthetic_train_folder(data):
     from arcface_keras.data.synthetic import ensure_synthetic
 
     s = synthetic_settings(data)
-    return ensure_synthetic(cache_dir(data) / "synthetic", s["identities"], s["images"], s["seed"])
+    return ensure_synthetic(cache_dir(data) / "synthetic", s["identities"], s["images"], s["seed"], workers=2)
 
 
 def validation_sets(data):

@@ -22,7 +22,8 @@ def encode_example(image_bytes, label):
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)  # map keys sorted: the same bytes in every run
 
 
 def shard_name(index, num_shards):
@@ -154,7 +155,8 @@ def verify(folder):
     manifest = read_manifest(folder)
     num_classes = manifest["num_classes"]
     if sum(manifest["shards"].values()) != manifest["num_images"]:
-        raise ShardError(f"{Path(folder) / MANIFEST}: num_images {manifest['num_images']} is not the sum of the shard counts")
+        raise ShardError(f"{Path(folder) / MANIFEST}: num_images {manifest['num_images']} "
+                         "is not the sum of the shard counts")
     for name, expected in sorted(manifest["shards"].items()):
         path = Path(folder) / name
         if not path.is_file():

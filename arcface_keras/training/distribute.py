@@ -44,13 +44,13 @@ def _strategy(name):
     reuse the first one's collective keys and its all-reduces would collide with the first's."""
     import tensorflow as tf
 
+    if name == "multi_worker":  # before anything starts the TensorFlow runtime (listing devices does)
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = gpus or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
 def strategy_scope(strategy):
@@ -179,3 +179,36 @@ def synchronized_batch_norm(model, enabled=True):
     finally:
         for layer, value in zip(layers, before):
             layer.synchronized = value
+
+
+# ------------------------------------------------------------------ model.fit under a strategy
+
+
+@contextlib.contextmanager
+def distributed_fit(model, strategy, element_spec):
+    """Within the block, `model.fit` under `strategy` steers clear of two Keras 3 (TensorFlow) limits.
+
+    - Fit on a model created in a strategy scope first draws a batch from a separate pass over the
+      dataset to build the model, loss and optimizer symbolically. The training stream then starts
+      one reshuffle later than on the default strategy, and under MultiWorkerMirroredStrategy the
+      build fails (`strategy.reduce` of the nested batch). Here they are built from the dataset's
+      `element_spec` instead, once, and fit skips the step.
+    - Under MultiWorkerMirroredStrategy the per-replica logs are reduced with
+      `strategy.reduce("MEAN", axis=0)`, which needs an axis the scalar logs lack: the train step
+      returns them as one-element vectors (the reduced logs are scalars again).
+    """
+    if keras.backend.backend() != "tensorflow" or strategy is None:
+        yield
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=element_spec)
+    step = model.train_step
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    if num_workers(strategy) > 1:
+        model.train_step = lambda data: {name: keras.ops.reshape(value, (1,)) for name, value in step(data).items()}
+    try:
+        yield
+    finally:
+        del model._maybe_symbolic_build
+        if num_workers(strategy) > 1:
+            del model.train_step

@@ -113,7 +113,7 @@ def run(experiment, command=None):
           f"{replicas} replica(s), global batch {global_batch}, {steps_per_epoch} steps/epoch × {t.epochs} epochs"
           + (f", resuming at step {start}" if start else ""), flush=True)
     began = time.time()
-    with distribute.synchronized_batch_norm(model, t.sync_bn and replicas > 1):
+    with distribute.synchronized_batch_norm(model, t.sync_bn and replicas > 1), distribute.distributed_fit(model, strategy, dataset.element_spec):
         fit_from(model, dataset, start, steps_per_epoch, t.epochs, callbacks)
     if not np.isfinite(model_loss(model)):
         raise FloatingPointError(f"{experiment.name}: training stopped on a non-finite loss")
