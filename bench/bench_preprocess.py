@@ -57,7 +57,8 @@ def main(argv=None):
             print(f"workers={workers}: {written} crops in {seconds:.1f} s = {written / seconds:.2f} images/s")
             rows.append({"workers": workers, "crops": written, "seconds": seconds, "images_per_s": written / seconds})
     if args.json:
-        write_json(args.json, {"title": title, "columns": ["workers", "crops", "seconds", "images_per_s"], "rows": rows})
+        columns = ["workers", "crops", "seconds", "images_per_s"]
+        write_json(args.json, {"title": title, "columns": columns, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """Run the whole benchmark suite, one script per process, and write results.json and RESULTS.md.
 
-    python bench/run_all.py                 # the full suite (about 15 minutes on a 2-core CPU)
-    python bench/run_all.py --quick         # a reduced suite, a few minutes
+    python bench/run_all.py                 # the full suite (15-20 minutes on an idle 2-core CPU)
+    python bench/run_all.py --quick         # a reduced suite (a few minutes)
     python bench/run_all.py --only bench_eval bench_heads --out-dir /tmp/bench
 
 Every bench/bench_*.py runs in its own process with a fresh TensorFlow. The convention: a script
 that accepts `--json PATH` writes {"title": str, "columns": [name, ...], "rows": [{name: value}]}
 there, and its rows become a table; the output of a script without `--json` is kept verbatim (its
-Markdown tables stay tables). With --quick, scripts that accept `--quick` get it and the others the
-reduced arguments in QUICK_ARGS; FULL_ARGS keeps the full suite inside its time budget.
+Markdown tables stay tables). FULL_ARGS and QUICK_ARGS hold the arguments that keep each suite in
+its time budget; with --quick, a script not listed there gets `--quick` if it accepts it.
 The results name the machine (CPU, cores, memory, load average), the versions and the date.
 """
 import argparse
@@ -28,9 +28,17 @@ sys.path.insert(0, str(BENCH.parent))
 
 from arcface_keras.io import write_json, write_text  # noqa: E402
 
-FULL_ARGS = {"bench_backbones.py": ["--frameworks", "keras3,tf_keras", "--steps", "3"]}
+# Arguments that keep the suite inside its budget (full: 20 minutes, quick: a few, on 2 cores).
+FULL_ARGS = {
+    "bench_backbones.py": ["--frameworks", "keras3", "--train-batch", "16", "--infer-batch", "32",
+                           "--steps", "3", "--warmup", "1"],
+    "bench_heads.py": ["--classes", "100000", "1000000"],
+    "bench_pipeline.py": ["--images", "1000"],
+}
 QUICK_ARGS = {
-    "bench_pipeline.py": ["--images", "256", "--calls", "1"],
+    "bench_backbones.py": ["--quick", "--models", "mobilefacenet", "--frameworks", "keras3"],
+    "bench_heads.py": ["--classes", "10000", "100000", "--steps", "1"],
+    "bench_pipeline.py": ["--images", "128", "--calls", "1"],
     "bench_synthetic_baseline.py": ["--identities", "20", "--images", "4", "--pairs", "200", "--write", "10x4"],
 }
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "jax", "opencv-python-headless", "mtcnn", "wandb")
@@ -66,10 +74,12 @@ def accepts(script, option):
 
 
 def script_args(script, quick):
-    """The benchmark's own arguments: reduced with --quick, FULL_ARGS otherwise."""
-    if quick:
-        return ["--quick"] if accepts(script, "--quick") else QUICK_ARGS.get(script.name, [])
-    return FULL_ARGS.get(script.name, [])
+    """The benchmark's own arguments: QUICK_ARGS or its `--quick` with --quick, FULL_ARGS otherwise."""
+    if not quick:
+        return FULL_ARGS.get(script.name, [])
+    if script.name in QUICK_ARGS:
+        return QUICK_ARGS[script.name]
+    return ["--quick"] if accepts(script, "--quick") else []
 
 
 def as_text(output):
@@ -125,8 +135,8 @@ def verbatim(text):
         in_table = is_table
     if current:
         blocks.append((in_table, current))
-    return "\n\n".join("\n".join(lines) if table else "```text\n" + "\n".join(lines) + "\n```"
-                       for table, lines in blocks)
+    texts = [(table, "\n".join(lines).strip("\n")) for table, lines in blocks]
+    return "\n\n".join(text if table else f"```text\n{text}\n```" for table, text in texts if text)
 
 
 def markdown(report):
@@ -142,7 +152,8 @@ def markdown(report):
         f"| CPU | {info['cpu']} |",
         f"| cores | {info['usable_cpus']} usable of {info['logical_cpus']} logical |",
         f"| memory | {info['memory_gib']} GiB |",
-        f"| load average (1 min) | {info['load_average_start']:.1f} at the start, {info['load_average_end']:.1f} at the end |",
+        f"| load average (1 min) | {info['load_average_start']:.1f} at the start, "
+        f"{info['load_average_end']:.1f} at the end |",
         f"| platform | {info['platform']} |",
         f"| versions | {versions} |",
     ]
@@ -193,7 +204,8 @@ def main(argv=None):
     out = Path(args.out_dir)
     write_json(out / "results.json", report)
     write_text(out / "RESULTS.md", markdown(report))
-    print(f"[run_all] {len(scripts)} scripts in {report['seconds']:.0f} s: {out / 'results.json'}, {out / 'RESULTS.md'}")
+    print(f"[run_all] {len(scripts)} scripts in {report['seconds']:.0f} s: {out / 'results.json'}, "
+          f"{out / 'RESULTS.md'}")
     return report
 
 

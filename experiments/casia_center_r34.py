@@ -18,5 +18,6 @@ from experiments.casia_softmax_r34 import experiment as softmax
 experiment = replace(
     softmax,
     name="casia_center_r34",
-    model=replace(softmax.model, head={"type": "center", "base": "softmax", "center_weight": 0.01, "center_alpha": 0.5}),
+    model=replace(softmax.model,
+                  head={"type": "center", "base": "softmax", "center_weight": 0.01, "center_alpha": 0.5}),
 )

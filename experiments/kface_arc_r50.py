@@ -48,7 +48,8 @@ experiment = replace(
         val={**VERIFICATION, "kface": data_path("kface", "aligned", "test", "pairs.txt")},
         augment=[*ARCFACE_TF2_AUGMENT, "variety"],
     ),
-    model=replace(BASE.model, backbone={"type": "resnet50", "dropout": 0.5}, head={"type": "arcface", "s": 64.0, "m": 0.5}),
+    model=replace(BASE.model, backbone={"type": "resnet50", "dropout": 0.5},
+                  head={"type": "arcface", "s": 64.0, "m": 0.5}),
     train=replace(BASE.train, epochs=5, batch_size=128, lr=0.01, lr_batch=128, lr_schedule="constant",
                   warmup_epochs=0.0, weight_decay=5e-4, save_steps=1000),
 )

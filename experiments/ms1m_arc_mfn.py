@@ -2,9 +2,9 @@
 
 Its settings: MobileFaceNet at width 2 with a 512-d embedding (insightface's "mbf", about 0.45
 GFLOPs); ArcFace (s=64, m=0.5); 128 images per GPU; SGD, momentum 0.9, weight decay 1e-4; LR 0.1
-with polynomial decay (power 2), no warm-up; 40 epochs (r50: 20); fp16; flips only. The LR belongs to a global batch of 1,024 (8 GPUs), scaled linearly with
-the replicas as in ms1m_arc_r50. For scale: the MobileFaceNet paper reports 99.55% on LFW and
-96.07% on AgeDB-30 (128-d, MS1M).
+with polynomial decay (power 2), no warm-up; 40 epochs (r50: 20); fp16; flips only. The LR belongs
+to a global batch of 1,024 (8 GPUs), scaled linearly with the replicas as in ms1m_arc_r50.
+For scale: the MobileFaceNet paper reports 99.55% on LFW and 96.07% on AgeDB-30 (128-d, MS1M).
 
 Data (as ms1m_arc_r50; docs/reproducing.md):
 
