@@ -1,8 +1,9 @@
 """Backbone speed: our Keras 3 models against the same graphs in legacy tf.keras, and a matmul peak.
 
-Each measurement runs in its own process and reports the median step time. A train step is one SGD
-step (MSE to a zero target) on random images, inference is `predict_on_batch`; both use tf.function
-without XLA, the default on CPU for Keras 3 and tf.keras alike. FLOPs per train step are taken as 3x
+Each measurement runs in its own process and reports the median step time (with --interleave, the
+frameworks of one model share a process and take turns, which is steadier on a busy CPU). A train
+step is one SGD step (MSE to a zero target) on random images, inference is `predict_on_batch`; both
+use tf.function without XLA, the default on CPU for Keras 3 and tf.keras alike. FLOPs per train step are taken as 3x
 the forward FLOPs, counted from the convolution and dense layer shapes (2 FLOPs per multiply-add).
 
     python bench/bench_backbones.py                       # resnet50 and mobilefacenet, 112x112
@@ -92,50 +93,60 @@ def with_plain_batch_norm(model):
     return keras.models.clone_model(model, clone_function=clone)
 
 
-def timed(step, warmup, steps):
-    """Median seconds per call after `warmup` untimed calls (the median shrugs off a busy neighbour)."""
-    for _ in range(warmup):
-        step()
-    durations = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        durations.append(time.perf_counter() - start)
-    return sorted(durations)[len(durations) // 2]
-
-
-def measure_model(name, framework, train_batch, infer_batch, warmup, steps):
+def compiled_model(keras3_model, framework):
+    """`keras3_model` as `framework` runs it, compiled for SGD on an MSE loss without XLA."""
     import keras
+
+    if framework == "tf_keras":
+        import tf_keras
+
+        model, optimizer = legacy_twin(keras3_model), tf_keras.optimizers.SGD(0.01, momentum=0.9)
+    elif framework == "keras3-plain-bn":
+        model, optimizer = with_plain_batch_norm(keras3_model), keras.optimizers.SGD(0.01, momentum=0.9)
+    else:
+        model, optimizer = keras3_model, keras.optimizers.SGD(0.01, momentum=0.9)
+    if model.count_params() != keras3_model.count_params():
+        raise RuntimeError(f"the {framework} copy has {model.count_params()} parameters, "
+                           f"expected {keras3_model.count_params()}")
+    model.compile(optimizer=optimizer, loss="mse", jit_compile=False)
+    return model
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def measure_model(name, frameworks, train_batch, infer_batch, warmup, steps):
+    """Median train and inference step seconds per framework; several frameworks take turns step by step."""
     import numpy as np
     import tensorflow as tf
 
     import arcface_keras.backbones  # noqa: F401
     from arcface_keras.registry import BACKBONES
 
-    model = BACKBONES.build(name, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
-    flops = forward_flops(model)
-    params = model.count_params()
-    if framework == "tf_keras":
-        import tf_keras
-
-        model = legacy_twin(model)
-        optimizer = tf_keras.optimizers.SGD(0.01, momentum=0.9)
-    else:
-        if framework == "keras3-plain-bn":
-            model = with_plain_batch_norm(model)
-        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    if model.count_params() != params:
-        raise RuntimeError(f"{framework} copy of {name} has {model.count_params()} parameters, expected {params}")
-    model.compile(optimizer=optimizer, loss="mse", jit_compile=False)
-
+    reference = BACKBONES.build(name, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
+    models = {framework: compiled_model(reference, framework) for framework in frameworks}
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (max(train_batch, infer_batch), IMAGE_SIZE, IMAGE_SIZE, 3)), tf.float32)
-    train_images = images[:train_batch]
-    target = tf.zeros((train_batch, model.output.shape[-1]))
-    infer_images = images[:infer_batch]
-    train_s = timed(lambda: model.train_on_batch(train_images, target), warmup, steps)
-    infer_s = timed(lambda: model.predict_on_batch(infer_images), warmup, steps)
-    return {"forward_flops": flops, "params": params, "train_s": train_s, "infer_s": infer_s}
+    target = tf.zeros((train_batch, reference.output.shape[-1]))
+    steps_of = {
+        framework: {
+            "train_s": lambda m=model: m.train_on_batch(images[:train_batch], target),
+            "infer_s": lambda m=model: m.predict_on_batch(images[:infer_batch]),
+        }
+        for framework, model in models.items()
+    }
+    durations = {framework: {"train_s": [], "infer_s": []} for framework in frameworks}
+    for round_ in range(warmup + steps):
+        for framework, kinds in steps_of.items():
+            for kind, step in kinds.items():
+                start = time.perf_counter()
+                step()
+                if round_ >= warmup:
+                    durations[framework][kind].append(time.perf_counter() - start)
+    common = {"forward_flops": forward_flops(reference), "params": reference.count_params()}
+    return {framework: {**common, **{kind: median(d) for kind, d in kinds.items()}}
+            for framework, kinds in durations.items()}
 
 
 def measure_peak(warmup, steps):
@@ -148,7 +159,7 @@ def measure_peak(warmup, steps):
     for _ in range(warmup):
         matmul().numpy()
     best = float("inf")
-    for _ in range(max(steps, 5)):
+    for _ in range(max(steps, 10)):
         start = time.perf_counter()
         matmul().numpy()
         best = min(best, time.perf_counter() - start)
@@ -157,13 +168,13 @@ def measure_peak(warmup, steps):
 
 # --- orchestration (parent process) -------------------------------------------------------------
 
-def run_child(args, measure, framework=None):
+def run_child(args, measure, frameworks=()):
     """Run one measurement in a fresh process; returns its result dict or {"error": ...}."""
     command = [sys.executable, __file__, "--measure", measure, "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--train-batch", str(args.train_batch),
                "--infer-batch", str(args.infer_batch)]
-    if framework:
-        command += ["--framework", framework]
+    if frameworks:
+        command += ["--frameworks", ",".join(frameworks)]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
@@ -174,6 +185,10 @@ def run_child(args, measure, framework=None):
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {done.returncode}: {tail}"}
     return json.loads(lines[-1])
+
+
+def describe_peak(peak):
+    return f"{peak['gflops']:.1f} GFLOP/s" if "gflops" in peak else peak["error"]
 
 
 def table(rows, peak_gflops, train_batch, infer_batch):
@@ -205,8 +220,10 @@ def parse_args(argv):
     parser.add_argument("--infer-batch", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 steps, 1 warm-up, batches 16/32")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per measurement")
+    parser.add_argument("--interleave", action="store_true",
+                        help="time all frameworks of a model in one process, taking turns step by step "
+                             "(steadier on a shared CPU)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
-    parser.add_argument("--framework", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.warmup, args.train_batch, args.infer_batch = 2, 1, 16, 32
@@ -218,12 +235,12 @@ def main(argv=None):
     if args.measure == "peak":
         print(json.dumps(measure_peak(args.warmup, args.steps)))
         return
+    frameworks = [f for f in args.frameworks.split(",") if f]
     if args.measure:
-        print(json.dumps(measure_model(args.measure, args.framework, args.train_batch, args.infer_batch,
+        print(json.dumps(measure_model(args.measure, frameworks, args.train_batch, args.infer_batch,
                                        args.warmup, args.steps)))
         return
 
-    frameworks = [f for f in args.frameworks.split(",") if f]
     unknown = sorted(set(frameworks) - set(FRAMEWORKS))
     if unknown:
         sys.exit(f"--frameworks: unknown {unknown[0]!r}; expected some of {', '.join(FRAMEWORKS)}")
@@ -231,24 +248,29 @@ def main(argv=None):
         print("tf_keras is not installed (pip install tf-keras==2.21.0): skipping the legacy tf.keras peer\n")
         frameworks.remove("tf_keras")
 
+    layout = "one process per model, frameworks taking turns" if args.interleave else "one process each"
     print(f"backbones at {IMAGE_SIZE}x{IMAGE_SIZE}: train batch {args.train_batch}, inference batch "
-          f"{args.infer_batch}, {args.warmup} warm-up + {args.steps} timed steps, one process each, "
+          f"{args.infer_batch}, {args.warmup} warm-up + {args.steps} timed steps (median), {layout}, "
           f"{os.cpu_count()} CPUs", flush=True)
-    peak = run_child(args, "peak")
-    peak_gflops = peak.get("gflops")
-    print(f"float32 matmul peak ({MATMUL_SIZE}^2): "
-          + (f"{peak_gflops:.1f} GFLOP/s" if peak_gflops else peak["error"]), flush=True)
+    peaks = [run_child(args, "peak")]
+    print(f"float32 matmul peak ({MATMUL_SIZE}^2): " + describe_peak(peaks[0]), flush=True)
     rows = []
     for model in [m for m in args.models.split(",") if m]:
-        for framework in frameworks:
-            result = run_child(args, model, framework)
-            rows.append((model, framework, result))
-            if "forward_flops" in result:
-                summary = (f"{result['params']:,} params, {result['forward_flops'] / 1e9:.3f} GFLOPs/image forward, "
-                           f"train step {1000 * result['train_s']:.0f} ms")
-            else:
-                summary = result["error"]
-            print(f"  {model} / {framework}: {summary}", flush=True)
+        groups = [frameworks] if args.interleave else [[framework] for framework in frameworks]
+        for group in groups:
+            results = run_child(args, model, group)
+            for framework in group:
+                result = results if "error" in results else results[framework]
+                rows.append((model, framework, result))
+                if "error" in result:
+                    summary = result["error"]
+                else:
+                    summary = (f"{result['params']:,} params, {result['forward_flops'] / 1e9:.3f} GFLOPs/image "
+                               f"forward, train step {1000 * result['train_s']:.0f} ms")
+                print(f"  {model} / {framework}: {summary}", flush=True)
+    peaks.append(run_child(args, "peak"))
+    print(f"float32 matmul peak again: {describe_peak(peaks[1])}; the best of the two is the peak below")
+    peak_gflops = max((peak["gflops"] for peak in peaks if "gflops" in peak), default=None)
     print()
     print(table(rows, peak_gflops, args.train_batch, args.infer_batch))
 
