@@ -69,6 +69,20 @@ def sample_classes(labels, num_classes, k, seed=None):
     return ops.cast(ops.top_k(scores, k, sorted=True)[1], "int32")
 
 
+def gather_rows(variable, rows):
+    """`variable[rows]` for a (C, D) variable, reading only those rows.
+
+    On TensorFlow this gathers from the variable itself: `keras.ops.take` would first read the
+    whole matrix, and the optimizer's in-place update of the sampled rows would then have to copy
+    all of it (copy-on-write) at every step. Elsewhere it is `keras.ops.take`.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(variable.value, rows)
+    return ops.take(variable, rows, axis=0)
+
+
 @keras.saving.register_keras_serializable(package="arcface_keras")
 class PartialFCCrossEntropy(keras.losses.Loss):
     """Softmax cross-entropy on (labels (B,), logits) from a head with `num_classes` classes.
@@ -121,11 +135,11 @@ class RowSparseSGD(keras.optimizers.SGD):
         rows, position = tf.unique(gradient.indices)
         grad = tf.math.unsorted_segment_sum(tf.cast(gradient.values, variable.dtype), position, tf.shape(rows)[0])
         lr = tf.cast(learning_rate, variable.dtype)
-        weights = tf.gather(variable, rows)
+        weights = tf.gather(variable, rows)  # from the variable: only these rows are read
         weights = weights - weights * (lr * self.decoupled_weight_decay)
         if self.momentum:
             m = self.momentums[self._get_variable_index(variable)]
-            momentum = tf.gather(m, rows) * self.momentum - grad * lr
+            momentum = tf.gather(m.value, rows) * self.momentum - grad * lr
             self.assign(m, tf.IndexedSlices(momentum, rows))
             step = momentum * self.momentum - grad * lr if self.nesterov else momentum
         else:

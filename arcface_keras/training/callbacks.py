@@ -13,7 +13,29 @@ def global_step(model):
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
-class StepCheckpoint(keras.callbacks.Callback):
+class EveryNSteps(keras.callbacks.Callback):
+    """Calls `on_step(step)` once at every positive multiple of `every` optimizer steps.
+
+    Under mixed_float16 the loss-scale optimizer skips the update of a batch whose gradients
+    overflowed, so one optimizer step can end several batches: it still fires once.
+    """
+
+    def __init__(self, every):
+        super().__init__()
+        self.every = int(every)
+        self.last = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if self.every and step and step % self.every == 0 and step != self.last:
+            self.last = step
+            self.on_step(step, logs)
+
+    def on_step(self, step, logs):
+        raise NotImplementedError
+
+
+class StepCheckpoint(EveryNSteps):
     """Every `save_steps` optimizer steps, save model + optimizer state as `ckpt-<step>.weights.h5`.
 
     `latest.json` names the newest complete checkpoint; `restore` loads it so that rerunning an
@@ -21,15 +43,12 @@ class StepCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, directory, save_steps, keep=3):
-        super().__init__()
+        super().__init__(save_steps)
         self.directory = Path(directory)
-        self.save_steps = int(save_steps)
         self.keep = keep
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = global_step(self.model)
-        if self.save_steps and step % self.save_steps == 0:
-            self.save(step)
+    def on_step(self, step, logs):
+        self.save(step)
 
     def save(self, step):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -54,22 +73,19 @@ class StepCheckpoint(keras.callbacks.Callback):
         return int(info["step"])
 
 
-class VerificationCallback(keras.callbacks.Callback):
+class VerificationCallback(EveryNSteps):
     """Every `every_steps` steps, evaluate `evaluator` and log to CSV and W&B; keep the best weights."""
 
     def __init__(self, evaluator, every_steps, csv_path, best_metric="", best_path=None):
-        super().__init__()
+        super().__init__(every_steps)
         self.evaluator = evaluator
-        self.every_steps = int(every_steps)
         self.csv_path = Path(csv_path)
         self.best_metric = best_metric
         self.best_path = best_path
         self.best = None
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = global_step(self.model)
-        if self.every_steps and step % self.every_steps == 0:
-            self.run(step)
+    def on_step(self, step, logs):
+        self.run(step)
 
     def run(self, step):
         metrics = self.evaluator()
@@ -84,17 +100,14 @@ class VerificationCallback(keras.callbacks.Callback):
         return metrics
 
 
-class WandbLogger(keras.callbacks.Callback):
+class WandbLogger(EveryNSteps):
     """Log loss, learning rate and epoch metrics to the active W&B run against the optimizer step."""
 
     def __init__(self, every_steps=10):
-        super().__init__()
-        self.every_steps = every_steps
+        super().__init__(every_steps)
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = global_step(self.model)
-        if step % self.every_steps == 0:
-            log_wandb({f"train/{k}": v for k, v in (logs or {}).items()} | {"train/lr": self.learning_rate()}, step)
+    def on_step(self, step, logs):
+        log_wandb({f"train/{k}": v for k, v in (logs or {}).items()} | {"train/lr": self.learning_rate()}, step)
 
     def on_epoch_end(self, epoch, logs=None):
         log_wandb({f"epoch/{k}": v for k, v in (logs or {}).items()} | {"epoch": epoch + 1}, global_step(self.model))

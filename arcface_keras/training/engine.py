@@ -47,12 +47,23 @@ def versions():
 
 
 def run(experiment, command=None):
-    """Train `experiment`, resuming from its run directory if one exists; return the final evaluation."""
+    """Train `experiment`, resuming from its run directory if one exists; return the final evaluation.
+
+    The global dtype policy is `train.precision` during the run and what it was before afterwards.
+    """
     validate(experiment)
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(experiment.train.precision)
+    try:
+        return train_and_evaluate(experiment, command)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def train_and_evaluate(experiment, command):
     t, d = experiment.train, experiment.data
     work_dir = Path(experiment.log.work_dir) / experiment.name
     keras.utils.set_random_seed(t.seed)
-    keras.mixed_precision.set_dtype_policy(t.precision)
     if t.model_parallel:
         from arcface_keras.training.model_parallel import class_axis, shard_class_centres
 
@@ -90,6 +101,7 @@ def run(experiment, command=None):
             boundaries=[round(e * steps_per_epoch) for e in t.lr_steps],
         )
         model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=t.jit_compile)
+        model.optimizer.build(model.trainable_variables)  # now, not inside the first traced step
         start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints")
 
     evaluator.embedder = embedder
