@@ -6,7 +6,12 @@ step is one SGD step (MSE to a zero target) on random images, inference is `pred
 use tf.function without XLA, the default on CPU for Keras 3 and tf.keras alike. FLOPs per train step are taken as 3x
 the forward FLOPs, counted from the convolution and dense layer shapes (2 FLOPs per multiply-add).
 
+Frameworks: keras3 (ours), keras3-plain-bn (ours with Keras' own BatchNormalization), tf_keras
+(the same graph in legacy tf.keras layers) and, when asked for, keras3-bf16 (ours built under the
+mixed_bfloat16 policy; its share of the peak is against the float32 matmul peak).
+
     python bench/bench_backbones.py                       # resnet50 and mobilefacenet, 112x112
+    python bench/bench_backbones.py --frameworks keras3,keras3-bf16   # float32 against mixed bfloat16
     python bench/bench_backbones.py --quick --models mobilefacenet
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
@@ -19,9 +24,11 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 IMAGE_SIZE = 112
-FRAMEWORKS = ("keras3", "keras3-plain-bn", "tf_keras")
+FRAMEWORKS = ("keras3", "keras3-plain-bn", "tf_keras", "keras3-bf16")
+DEFAULT_FRAMEWORKS = FRAMEWORKS[:3]
 FRAMEWORK_LABELS = {
     "keras3": "Keras 3 (FastBatchNormalization)",
+    "keras3-bf16": "Keras 3, mixed_bfloat16",
     "keras3-plain-bn": "Keras 3 (keras BatchNormalization)",
     "tf_keras": "tf.keras 2.x (tf_keras)",
 }
@@ -93,11 +100,20 @@ def with_plain_batch_norm(model):
     return keras.models.clone_model(model, clone_function=clone)
 
 
-def compiled_model(keras3_model, framework):
-    """`keras3_model` as `framework` runs it, compiled for SGD on an MSE loss without XLA."""
+def compiled_model(keras3_model, framework, name):
+    """`keras3_model` (backbone `name`) as `framework` runs it, compiled for SGD on an MSE loss without XLA."""
     import keras
 
-    if framework == "tf_keras":
+    from arcface_keras.registry import BACKBONES
+
+    if framework == "keras3-bf16":
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+        try:
+            model = BACKBONES.build(name, input_shape=keras3_model.input_shape[1:])
+        finally:
+            keras.mixed_precision.set_dtype_policy("float32")
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+    elif framework == "tf_keras":
         import tf_keras
 
         model, optimizer = legacy_twin(keras3_model), tf_keras.optimizers.SGD(0.01, momentum=0.9)
@@ -125,7 +141,7 @@ def measure_model(name, frameworks, train_batch, infer_batch, warmup, steps):
     from arcface_keras.registry import BACKBONES
 
     reference = BACKBONES.build(name, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))
-    models = {framework: compiled_model(reference, framework) for framework in frameworks}
+    models = {framework: compiled_model(reference, framework, name) for framework in frameworks}
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, (max(train_batch, infer_batch), IMAGE_SIZE, IMAGE_SIZE, 3)), tf.float32)
     target = tf.zeros((train_batch, reference.output.shape[-1]))
@@ -213,7 +229,7 @@ def table(rows, peak_gflops, train_batch, infer_batch):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet50,mobilefacenet", help="comma-separated backbone names")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma-separated, of {FRAMEWORKS}")
+    parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS), help=f"comma-separated, of {FRAMEWORKS}")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
     parser.add_argument("--train-batch", type=int, default=64)

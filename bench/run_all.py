@@ -30,8 +30,8 @@ from arcface_keras.io import write_json, write_text  # noqa: E402
 
 # Arguments that keep the suite inside its budget (full: 20 minutes, quick: a few, on 2 cores).
 FULL_ARGS = {
-    "bench_backbones.py": ["--frameworks", "keras3", "--train-batch", "16", "--infer-batch", "32",
-                           "--steps", "3", "--warmup", "1"],
+    "bench_backbones.py": ["--frameworks", "keras3,keras3-bf16", "--interleave", "--train-batch", "16",
+                           "--infer-batch", "32", "--steps", "2", "--warmup", "1"],
     "bench_heads.py": ["--classes", "100000", "1000000"],
     "bench_pipeline.py": ["--images", "1000"],
 }
