@@ -7,7 +7,7 @@ replace what they change, one section at a time:
     experiment = replace(BASE, name="x", train=replace(BASE.train, epochs=5))
 
 Every path is under the data root: $ARCFACE_DATA when set, else data/ at the repository root.
-docs/reproducing.md builds this layout from the downloaded archives:
+The README (Reproducing the reference experiments) builds this layout from the downloaded archives:
 
     data/verification/{lfw,cfp_fp,agedb_30}.bin   insightface verification sets
     data/ms1m/                                    MS1M-ArcFace TFRecords (from faces_emore/train.rec)

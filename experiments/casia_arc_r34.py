@@ -3,7 +3,7 @@
 casia_softmax_r34's recipe with the ArcFace head. For scale: the ArcFace paper's loss comparison on
 CASIA with a ResNet-50 puts softmax at about 99.1% on LFW and ArcFace at about 99.5%.
 
-Data (as casia_softmax_r34; docs/reproducing.md):
+Data (as casia_softmax_r34; see the README, "Reproducing the reference experiments"):
 
     python tools/preprocess.py data/casia/raw data/casia/aligned --pick largest --workers 2 --resume
     python tools/make_tfrecord.py --source data/casia/aligned --out data/casia/tfrecord --shards 64 --verify

@@ -3,7 +3,7 @@
 casia_softmax_r34's recipe with Wen et al.'s center loss added to the softmax classifier:
 λ·½·mean‖x − c_y‖² with λ = center_weight 0.01, the centres moved at rate α = 0.5 (the head's defaults).
 
-Data (as casia_softmax_r34; docs/reproducing.md):
+Data (as casia_softmax_r34; see the README, "Reproducing the reference experiments"):
 
     python tools/preprocess.py data/casia/raw data/casia/aligned --pick largest --workers 2 --resume
     python tools/make_tfrecord.py --source data/casia/aligned --out data/casia/tfrecord --shards 64 --verify

@@ -9,7 +9,7 @@ steps at 20K and 28K of 32K iterations, shortened to 20 epochs), horizontal flip
 LFW (the same 6,000 pairs), CFP-FP and AgeDB-30. casia_center_r34, casia_triplet_r34 and
 casia_arc_r34 change only the head (and the sampler for triplets), so the four compare losses.
 
-Data (3,862 steps per epoch at batch 128; docs/reproducing.md):
+Data (3,862 steps per epoch at batch 128; see the README, "Reproducing the reference experiments"):
 
     python tools/preprocess.py data/casia/raw data/casia/aligned --pick largest --workers 2 --resume
     python tools/make_tfrecord.py --source data/casia/aligned --out data/casia/tfrecord --shards 64 --verify

@@ -4,7 +4,7 @@ casia_softmax_r34's recipe with FaceNet's triplet loss instead of a classifier: 
 squared distances of L2-normalised embeddings, batch-hard mining. Batches are P×K: 32 identities ×
 4 images (data.sampler="pk"), so every anchor has positives in its batch.
 
-Data (as casia_softmax_r34; docs/reproducing.md):
+Data (as casia_softmax_r34; see the README, "Reproducing the reference experiments"):
 
     python tools/preprocess.py data/casia/raw data/casia/aligned --pick largest --workers 2 --resume
     python tools/make_tfrecord.py --source data/casia/aligned --out data/casia/tfrecord --shards 64 --verify

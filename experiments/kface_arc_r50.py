@@ -17,7 +17,7 @@ dense layers); arcface-tf2's `random_brightness(0.4)` acted on 0-255 pixels, a s
 grey levels, so it is left out.
 
 Data: 85,742 MS1M identities then 400 K-Face persons = 86,142 classes, 5,872,144 images
-(45,876 steps per epoch at batch 128). From the archives (docs/reproducing.md):
+(45,876 steps per epoch at batch 128). From the archives (see the README, "Reproducing the reference experiments"):
 
     python tools/select_kface.py data/kface/raw --out data/kface/selected --lighting L1-L3 \\
         --accessory S001,S002,S005 --expression E01-E03 --camera C5-C10 --train 132 --test 30 --copy

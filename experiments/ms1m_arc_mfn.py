@@ -6,7 +6,7 @@ with polynomial decay (power 2), no warm-up; 40 epochs (r50: 20); fp16; flips on
 to a global batch of 1,024 (8 GPUs), scaled linearly with the replicas as in ms1m_arc_r50.
 For scale: the MobileFaceNet paper reports 99.55% on LFW and 96.07% on AgeDB-30 (128-d, MS1M).
 
-Data (as ms1m_arc_r50; docs/reproducing.md):
+Data (as ms1m_arc_r50; see the README, "Reproducing the reference experiments"):
 
     python tools/make_tfrecord.py --rec data/faces_emore/train.rec --out data/ms1m --shards 256 --verify
     mkdir -p data/verification && cp data/faces_emore/{lfw,cfp_fp,agedb_30}.bin data/verification/

@@ -10,7 +10,7 @@ global batch of 1,024 here (lr_batch=1024, linear): 0.1 on 8 replicas, 0.05 on 4
 For scale: arcface_torch's r50 trained this way reaches about 99.8% on LFW and about 98% on CFP-FP
 and AgeDB-30; the ArcFace paper's R100 on MS1MV2 reports 99.83% on LFW.
 
-Data (5,822,653 // 1,024 = 5,686 steps per epoch on 8 GPUs; docs/reproducing.md):
+Data (5,822,653 // 1,024 = 5,686 steps per epoch on 8 GPUs; see the README, "Reproducing the reference experiments"):
 
     python tools/make_tfrecord.py --rec data/faces_emore/train.rec --out data/ms1m --shards 256 --verify
     mkdir -p data/verification && cp data/faces_emore/{lfw,cfp_fp,agedb_30}.bin data/verification/

@@ -4,7 +4,7 @@ Everything but the head is ms1m_arc_r50's (arcface_torch's configs/ms1mv2_r50.py
 two runs compare the margins. m=0.4 is arcface_torch's CosFace margin (its combined margin
 (1, 0, 0.4)); the CosFace paper used 0.35 (`--set model.head.m=0.35`).
 
-Data (as ms1m_arc_r50; docs/reproducing.md):
+Data (as ms1m_arc_r50; see the README, "Reproducing the reference experiments"):
 
     python tools/make_tfrecord.py --rec data/faces_emore/train.rec --out data/ms1m --shards 256 --verify
     mkdir -p data/verification && cp data/faces_emore/{lfw,cfp_fp,agedb_30}.bin data/verification/
