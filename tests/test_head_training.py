@@ -1,11 +1,12 @@
 """Every registered head trains: a short run on synthetic identities improves held-out verification."""
-import cv2
 import keras
 import numpy as np
 import pytest
 
 import arcface_keras.heads  # noqa: F401
+from arcface_keras.data.pipeline import scale
 from arcface_keras.data.synthetic import render_identities, verification_accuracy
+from arcface_keras.evaluation.embed import resize_images
 from arcface_keras.registry import HEADS
 
 SIZE, TRAIN_IDS, TRAIN_IMAGES, HELD_OUT_IDS, HELD_OUT_IMAGES = 24, 48, 8, 24, 8
@@ -22,10 +23,6 @@ SPECS = {
 }
 
 
-def small(images):
-    return np.stack([cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for image in images])
-
-
 @pytest.fixture(scope="module")
 def identities():
     return make_identities()
@@ -35,8 +32,8 @@ def make_identities():
     """(train images, labels), (held-out images, labels): disjoint identities, float32 in [-1, 1]."""
     train, labels = render_identities(0, TRAIN_IDS, TRAIN_IMAGES)
     held, held_labels = render_identities(0, HELD_OUT_IDS, HELD_OUT_IMAGES, first_identity=TRAIN_IDS)
-    scale = lambda images: (small(images).astype("float32") - 127.5) / 127.5  # noqa: E731
-    return (scale(train), labels.astype("int32")), (scale(held), held_labels)
+    small = lambda images: scale(resize_images(images, (SIZE, SIZE)).astype("float32"))  # noqa: E731
+    return (small(train), labels.astype("int32")), (small(held), held_labels)
 
 
 def embedder():

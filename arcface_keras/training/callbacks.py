@@ -62,13 +62,14 @@ class StepCheckpoint(EveryNSteps):
 
     @staticmethod
     def restore(model, directory):
-        """Load the newest checkpoint into `model` (optimizer included); return its step or 0."""
+        """Load the newest checkpoint into `model` (optimizer included); return its step or 0.
+
+        `model` is compiled and its optimizer built, so that the optimizer's variables exist to load into.
+        """
         latest = Path(directory) / "latest.json"
         if not latest.is_file():
             return 0
         info = json.loads(latest.read_text())
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
         model.load_weights(Path(directory) / info["path"])
         return int(info["step"])
 
