@@ -10,6 +10,7 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest
+	TF_ENABLE_ONEDNN_OPTS=0 $(PYTHON) -m pytest -m numeric -p no:cacheprovider
 
 bench: install
 	$(PYTHON) bench/run_all.py

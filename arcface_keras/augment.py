@@ -5,17 +5,22 @@ specs, each a name or {"type": name, "p": probability, **options}:
 
     augment = build_augmentation(["flip", {"type": "color_jitter", "p": 0.8}], seed=0)
     batches = batches.map(lambda images, labels: (augment(images), labels))
+    batches = batches.enumerate().map(lambda i, batch: (augment(batch[0], seed=(0, i)), batch[1]))
 
 Every augmentation draws per image whether to apply itself and transforms only the chosen images.
-The Keras preprocessing layers were measured first: RandomGrayscale is used as is; colour,
-erasing and blur are a few tensor operations here, 2.5-4× less CPU time than RandomHue,
-RandomSaturation, RandomErasing and RandomGaussianBlur on 112×112 batches, and colour jitter is
-one affine map per image instead of four passes. A seed makes the pipeline repeatable: same seed and
-input, same output. Build it outside a distribution strategy scope: its random state lives on the host.
+The Keras preprocessing layers were measured first: colour, erasing and blur are a few tensor
+operations here, 2.5-4× less CPU time than RandomHue, RandomSaturation, RandomErasing and
+RandomGaussianBlur on 112×112 batches, and colour jitter is one affine map per image instead of
+four passes.
+
+Every random number is drawn with TensorFlow's stateless ops from a per-call seed, so a batch's
+augmentation is a function of (seed, input) alone. The training pipeline passes (train.seed,
+batch index): a resumed run augments its remaining batches exactly as an uninterrupted one. Called
+without a seed, the pipeline draws one per call from a generator seeded at build time: same build
+seed and inputs, same outputs. Build it outside a distribution strategy scope.
 """
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -31,27 +36,34 @@ class Augmentation:
     """One augmentation: `transform` changes a batch; `__call__` draws per image whether to apply
     it (probability p) and transforms only those images."""
 
-    def __init__(self, p, seed):
+    def __init__(self, p):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"augmentation {type(self).__name__}: p={p!r}, expected a probability in [0, 1]")
         self.p = float(p)
-        rng_seed, self.layer_seed = np.random.SeedSequence(seed).generate_state(2).tolist()  # None: fresh entropy
-        self.rng = tf.random.Generator.from_seed(rng_seed)
+        self.seed, self.draws = None, 0  # the call's seed; draws made from it so far (counted while tracing)
+
+    def draw(self, shape, low=0.0, high=1.0):
+        """Uniform numbers of `shape`, each draw of a call from its own stream of the call's seed."""
+        self.draws += 1
+        seed = tf.random.experimental.stateless_fold_in(self.seed, self.draws)
+        return tf.random.stateless_uniform(shape, seed, low, high)
 
     def uniform(self, images, low, high, per="image"):
         """One random number per image, shaped (B,) or, with per="pixel", (B, 1, 1, 1)."""
         shape = [tf.shape(images)[0]] + ([1, 1, 1] if per == "pixel" else [])
-        return self.rng.uniform(shape, low, high)
+        return self.draw(shape, low, high)
 
     def transform(self, images):
         raise NotImplementedError
 
-    def __call__(self, images):
+    def __call__(self, images, seed):
+        """Augment the batch `images` with the (2,) integer `seed`."""
+        self.seed, self.draws = tf.cast(seed, tf.int64), 0
         if self.p == 0:
             return images
         if self.p == 1:
             return self._transform_checked(images)
-        chosen = tf.where(self.rng.uniform([tf.shape(images)[0]]) < self.p)
+        chosen = tf.where(self.draw([tf.shape(images)[0]]) < self.p)
         return tf.cond(
             tf.size(chosen) > 0,
             lambda: tf.tensor_scatter_nd_update(images, chosen, self._transform_checked(tf.gather_nd(images, chosen))),
@@ -110,8 +122,8 @@ def check_amount(name, value, high):
 class Flip(Augmentation):
     """Mirror left-right."""
 
-    def __init__(self, p=0.5, seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=0.5):
+        super().__init__(p)
 
     def transform(self, images):
         return tf.reverse(images, axis=[2])
@@ -121,14 +133,14 @@ class Flip(Augmentation):
 class RandomCrop(Augmentation):
     """Enlarge by `zoom` and crop back to size at a random place (arcface-tf2: resize to 128, crop 112)."""
 
-    def __init__(self, p=1.0, zoom=ARCFACE_ZOOM, seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=1.0, zoom=ARCFACE_ZOOM):
+        super().__init__(p)
         if not zoom > 1:
             raise ValueError(f"augmentation random_crop: zoom={zoom!r}, expected a number > 1")
         self.size = 1.0 / zoom
 
     def transform(self, images):
-        corners = self.rng.uniform([tf.shape(images)[0], 2], 0.0, 1.0 - self.size)
+        corners = self.draw([tf.shape(images)[0], 2], 0.0, 1.0 - self.size)
         return crop_and_resize(images, tf.concat([corners, corners + self.size], axis=1))
 
 
@@ -136,8 +148,8 @@ class RandomCrop(Augmentation):
 class CenterCrop(Augmentation):
     """Crop the central 1/zoom and resize back to size (the "ccrop" of arcface-tf2)."""
 
-    def __init__(self, p=1.0, zoom=ARCFACE_ZOOM, seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=1.0, zoom=ARCFACE_ZOOM):
+        super().__init__(p)
         if not zoom >= 1:
             raise ValueError(f"augmentation center_crop: zoom={zoom!r}, expected a number >= 1")
         margin = (1.0 - 1.0 / zoom) / 2
@@ -152,8 +164,8 @@ class ColorJitter(Augmentation):
     """Random brightness (shift up to ±brightness of the range), contrast (× 1 ± contrast), saturation
     (× a factor drawn from `saturation`) and hue (turned up to ±hue of the circle), drawn per image."""
 
-    def __init__(self, p=0.8, brightness=0.2, contrast=0.2, saturation=(0.6, 1.4), hue=0.05, seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=0.8, brightness=0.2, contrast=0.2, saturation=(0.6, 1.4), hue=0.05):
+        super().__init__(p)
         self.brightness = check_amount("brightness", brightness, 1.0)
         self.contrast = check_amount("contrast", contrast, 1.0)
         self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else (1.0, 1.0)
@@ -172,8 +184,8 @@ class Variety(Augmentation):
     """"Variety images": a random gamma curve 255·(v/255)^gamma (the lookup table of the original;
     gamma log-uniform in `gamma`), then random saturation and hue shifts."""
 
-    def __init__(self, p=0.5, gamma=(2 / 3, 1.5), saturation=(0.7, 1.3), hue=0.05, seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=0.5, gamma=(2 / 3, 1.5), saturation=(0.7, 1.3), hue=0.05):
+        super().__init__(p)
         low, high = check_range("gamma", gamma, 1e-3, 1e3)
         self.log_gamma = (math.log(low), math.log(high))
         self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else (1.0, 1.0)
@@ -192,8 +204,8 @@ class RandomErasing(Augmentation):
     """Fill a random rectangle with noise (or `fill_value`): area a fraction `scale` of the image,
     height/width ratio log-uniform in `ratio` (Zhong et al., 2020)."""
 
-    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), fill_value=None, seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), fill_value=None):
+        super().__init__(p)
         self.scale = check_range("scale", scale, 0.0, 1.0)
         low, high = check_range("ratio", ratio, 1e-3, 1e3)
         self.log_ratio = (math.log(low), math.log(high))
@@ -211,7 +223,7 @@ class RandomErasing(Augmentation):
         cols = tf.range(width)[None, None, :]
         inside = ((rows >= top[:, None, None]) & (rows < (top + h)[:, None, None])
                   & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None]))
-        fill = (self.rng.uniform(tf.shape(images), LOW, HIGH) if self.fill_value is None
+        fill = (self.draw(tf.shape(images), LOW, HIGH) if self.fill_value is None
                 else tf.fill(tf.shape(images), float(self.fill_value)))
         return tf.where(inside[..., None], fill, images)
 
@@ -221,8 +233,8 @@ class GaussianBlur(Augmentation):
     """Gaussian blur, `kernel_size` taps (odd), standard deviation in pixels drawn per image from
     `sigma`; borders are mirrored, so that edges do not darken."""
 
-    def __init__(self, p=0.2, kernel_size=5, sigma=(0.1, 2.0), seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=0.2, kernel_size=5, sigma=(0.1, 2.0)):
+        super().__init__(p)
         if not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"augmentation gaussian_blur: kernel_size={kernel_size!r}, expected an odd integer >= 3")
         self.sigma = check_range("sigma", sigma, 1e-3, 100.0)
@@ -244,20 +256,19 @@ class GaussianBlur(Augmentation):
 class Grayscale(Augmentation):
     """Grey levels copied to the three channels."""
 
-    def __init__(self, p=0.2, seed=None):
-        super().__init__(p, seed)
-        self.grayscale = keras.layers.RandomGrayscale(factor=1.0, seed=self.layer_seed, dtype="float32")
+    def __init__(self, p=0.2):
+        super().__init__(p)
 
     def transform(self, images):
-        return self.grayscale(images, training=True)
+        return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
 
 
 @AUGMENTATIONS.register("low_resolution")
 class LowResolution(Augmentation):
     """Shrink each image to a random `scale` of its size (area averaging), then enlarge it back (bilinear)."""
 
-    def __init__(self, p=0.2, scale=(0.25, 0.75), seed=None):
-        super().__init__(p, seed)
+    def __init__(self, p=0.2, scale=(0.25, 0.75)):
+        super().__init__(p)
         self.scale = check_range("scale", scale, 1e-3, 1.0)
 
     def transform(self, images):
@@ -274,15 +285,19 @@ class LowResolution(Augmentation):
 class AugmentationPipeline:
     """Augmentations applied in order to a float32 batch (B, H, W, 3) in [0, 255]; returns the same."""
 
-    def __init__(self, steps, names):
+    def __init__(self, steps, names, seed=None):
         self.steps, self.names = list(steps), list(names)
+        self.generator = (tf.random.Generator.from_seed(seed) if seed is not None
+                          else tf.random.Generator.from_non_deterministic_state())
 
-    def __call__(self, images):
+    def __call__(self, images, seed=None):
+        """Augment a batch; `seed` (two integers) fixes every random choice, else one is drawn."""
         images = tf.cast(images, tf.float32)
         if images.shape.rank != 4 or images.shape[-1] != 3:
             raise ValueError(f"augmentation expects a batch of RGB images (B, H, W, 3), got shape {images.shape}")
-        for step in self.steps:
-            images = step(images)
+        seed = self.generator.make_seeds(1)[:, 0] if seed is None else tf.stack([tf.cast(s, tf.int64) for s in seed])
+        for index, step in enumerate(self.steps):
+            images = step(images, tf.random.experimental.stateless_fold_in(seed, index))
         return images
 
     def __repr__(self):
@@ -295,6 +310,5 @@ def build_augmentation(specs, seed=None):
         specs = []
     if isinstance(specs, (str, dict)):
         specs = [specs]
-    seeds = np.random.SeedSequence(seed).generate_state(len(specs)) if seed is not None else [None] * len(specs)
-    steps = [AUGMENTATIONS.build(spec, seed=None if s is None else int(s)) for spec, s in zip(specs, seeds)]
-    return AugmentationPipeline(steps, [split_spec(spec, "augmentation")[0] for spec in specs])
+    steps = [AUGMENTATIONS.build(spec) for spec in specs]
+    return AugmentationPipeline(steps, [split_spec(spec, "augmentation")[0] for spec in specs], seed)

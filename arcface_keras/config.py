@@ -1,4 +1,10 @@
-"""Experiments: typed sections, loaded from a Python file, overridden with `section.key=value`."""
+"""Experiments: typed sections, loaded from a Python file, overridden with `section.key=value`.
+
+Every setting is checked once, when the experiment is loaded (`validate`), before any work: its
+type, a named choice against its `Literal` values or its registry (arcface_keras.registry), the
+paths it names, and settings that contradict each other. What `tools/run.py --check` accepts, the
+run accepts; nothing downstream re-checks.
+"""
 import ast
 import dataclasses
 import difflib
@@ -8,6 +14,14 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+
+def named(registry, default=None, default_factory=None):
+    """A field naming an entry of `registry` (BACKBONES, HEADS, …): a name or {"type": name, **kwargs}."""
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"registry": registry})
+    return field(default=default, metadata={"registry": registry})
 
 
 @dataclass
@@ -18,8 +32,8 @@ class Data:
     synthetic: dict = field(default_factory=dict)  # generate identities instead: see data/synthetic.py
     val: dict = field(default_factory=dict)  # name -> pairs.txt / .bin / identity folder
     image_size: int = 112
-    augment: list = field(default_factory=lambda: ["flip"])
-    sampler: str = "random"  # "random" or "pk" (P identities x K images per batch)
+    augment: list = named("AUGMENTATIONS", default_factory=lambda: ["flip"])  # a list of specs
+    sampler: Literal["random", "pk"] = "random"  # "pk": P identities x K images per batch
     images_per_identity: int = 4  # K of the "pk" sampler
     shuffle_buffer: int = 20000
     cache_dir: str = "~/.cache/arcface_keras"
@@ -29,8 +43,8 @@ class Data:
 class Model:
     """Backbone and head specs: a registered name or {"type": name, **kwargs}."""
 
-    backbone: typing.Any = field(default_factory=lambda: {"type": "mobilefacenet"})
-    head: typing.Any = field(default_factory=lambda: {"type": "arcface"})
+    backbone: typing.Any = named("BACKBONES", default_factory=lambda: {"type": "mobilefacenet"})
+    head: typing.Any = named("HEADS", default_factory=lambda: {"type": "arcface"})
     embedding_size: int = 512
 
 
@@ -41,20 +55,20 @@ class Train:
     epochs: int = 1
     steps_per_epoch: int = 0  # 0: one pass over the training images
     batch_size: int = 128  # per replica; global batch = batch_size x replicas
-    optimizer: str = "sgd"  # "sgd" (momentum, decoupled weight decay) or "adamw"
+    optimizer: str = named("OPTIMIZERS", "sgd")  # training/optimizers.py: "sgd" or "adamw"
     lr: float = 0.1  # for the reference global batch `lr_batch`, scaled by `lr_scaling`
     lr_batch: int = 0  # 0: lr is for whatever global batch is used
-    lr_scaling: str = "linear"  # "linear", "sqrt" or "none"
-    lr_schedule: str = "cosine"  # "cosine", "polynomial", "step" or "constant"
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+    lr_schedule: str = named("LR_SCHEDULES", "cosine")  # training/schedules.py: cosine, polynomial, step, constant
     lr_steps: list = field(default_factory=list)  # epochs at which "step" divides the LR by 10
     warmup_epochs: float = 0.0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     save_steps: int = 1000
-    strategy: str = "auto"  # "auto", "mirrored", "one_device" or "multi_worker" (training/distribute.py)
+    strategy: Literal["auto", "mirrored", "one_device", "multi_worker"] = "auto"  # training/distribute.py
     sync_bn: bool = False  # batch norm with global-batch statistics across replicas (TensorFlow)
     model_parallel: int = 0  # JAX: shard the class centres over this many devices (training/model_parallel.py)
-    precision: str = "float32"  # "float32", "mixed_float16" or "mixed_bfloat16"
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool = False
     seed: int = 0
 
@@ -66,7 +80,7 @@ class Eval:
     every_steps: int = 0  # 0: only at the end of training
     flip: bool = True  # add the embedding of the mirrored image (insightface protocol)
     batch_size: int = 128
-    best_metric: str = ""  # e.g. "lfw/accuracy": keep the best checkpoint by it
+    best_metric: str = ""  # "<set>/<metric>", e.g. "lfw/accuracy": keep the best checkpoint by it
 
 
 @dataclass
@@ -74,7 +88,7 @@ class Log:
     """Where and how a run reports."""
 
     work_dir: str = "work_dirs"
-    wandb: str = "offline"  # "online", "offline" or "disabled"
+    wandb: Literal["online", "offline", "disabled"] = "offline"
     wandb_project: str = "arcface_keras"
     every_steps: int = 10  # log training loss and learning rate every this many steps
 
@@ -96,8 +110,16 @@ class ConfigError(ValueError):
     """A bad experiment file or override; the message is one line naming the key."""
 
 
-def load_experiment(path, overrides=()):
-    """Run an experiment file, take its `experiment`, apply `section.key=value` overrides."""
+class MissingPathError(ConfigError):
+    """A path named in the experiment does not exist."""
+
+
+def load_experiment(path, overrides=(), check_paths=True):
+    """Run an experiment file, take its `experiment`, apply `section.key=value` overrides, validate.
+
+    `check_paths=False` skips only the existence of the data paths (to read a file's settings
+    where its data is not prepared).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment file")
@@ -108,7 +130,15 @@ def load_experiment(path, overrides=()):
     experiment = namespace.get("experiment")
     if not isinstance(experiment, Experiment):
         raise ConfigError(f"{path}: expected a variable `experiment` holding an Experiment, found {type(experiment).__name__}")
-    return apply_overrides(experiment, overrides)
+    experiment = apply_overrides(experiment, overrides)
+    try:
+        validate(experiment, check_paths)
+    except MissingPathError as exc:
+        how = (f"with the commands in the docstring of {path}" if "tools/" in (namespace.get("__doc__") or "")
+               else "")
+        raise MissingPathError(f"{exc}; prepare the data first {how}".rstrip()
+                               + ", or point the setting elsewhere with --set") from None
+    return experiment
 
 
 def apply_overrides(experiment, overrides):
@@ -132,9 +162,8 @@ def set_key(experiment, key, raw):
         raise ConfigError(f"override {key!r}: expected section.key=value")
     fields = {f.name: f for f in dataclasses.fields(section)}
     _pick(fields, parts[1], f"key of {parts[0]}", list(fields), prefix=parts[0] + ".")
-    value = coerce(raw, fields[parts[1]].type, key)
     if len(parts) == 2:
-        setattr(section, parts[1], value)
+        setattr(section, parts[1], coerce(raw, fields[parts[1]].type, key))
         return
     container = getattr(section, parts[1])
     if isinstance(container, str):  # a spec given by name: turn it into a dict to set a keyword
@@ -177,10 +206,10 @@ def coerce(raw, annotation, key):
                 return kind(raw)
             except ValueError:
                 raise ConfigError(f"override {key}={raw!r}: expected {kind.__name__}") from None
-    if annotation in ("str", str):
+    if annotation in ("str", str) or typing.get_origin(annotation) is Literal:
         return raw
-    value = literal(raw)
     expected = {"list": list, "dict": dict}.get(getattr(annotation, "__name__", annotation))
+    value = expected() if expected and not raw.strip() else literal(raw)  # `--set data.val=` empties it
     if expected and not isinstance(value, expected):
         raise ConfigError(f"override {key}={raw!r}: expected a {expected.__name__} literal")
     return value
@@ -210,3 +239,104 @@ def dump(experiment, path):
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(experiment.to_dict(), indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+# ------------------------------------------------------------------ validation
+
+
+def validate(experiment, check_paths=True):
+    """Check every setting of `experiment` (see the module docstring); raise ConfigError naming the key."""
+    for section in dataclasses.fields(Experiment):
+        if section.name == "name":
+            continue
+        values = getattr(experiment, section.name)
+        for f in dataclasses.fields(values):
+            check_field(f"{section.name}.{f.name}", getattr(values, f.name), f)
+    check_data(experiment.data, check_paths)
+    check_best_metric(experiment)
+    check_backend(experiment.train)
+
+
+TYPES = {int: (int,), float: (int, float), bool: (bool,), str: (str,), list: (list,), dict: (dict,)}
+
+
+def check_field(key, value, f):
+    """One setting against its annotation: a Literal's values, a registry's entries, or its type."""
+    annotation = f.type
+    if typing.get_origin(annotation) is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(repr, choices))}"
+                              + did_you_mean(value, choices))
+        return
+    expected = TYPES.get(annotation)
+    if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
+        raise ConfigError(f"{key}={value!r}: expected {annotation.__name__}, got {type(value).__name__}")
+    if "registry" in f.metadata:
+        check_registered(key, value, f.metadata["registry"])
+
+
+def check_registered(key, value, registry_name):
+    from arcface_keras import registry
+
+    specs = value if isinstance(value, list) else [value]
+    for spec in specs:
+        try:
+            getattr(registry, registry_name).check(spec)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{key}: {exc.args[0]}") from None
+
+
+def did_you_mean(value, choices):
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_data(data, check_paths):
+    """Where the images come from: exactly one of data.train and data.synthetic, paths that exist,
+    augmentations that build."""
+    from arcface_keras.data.prepare import synthetic_settings
+
+    if data.train and data.synthetic:
+        raise ConfigError(f"data.train={data.train!r} and data.synthetic are both set: train on one of them "
+                          "(--set data.train= or --set data.synthetic={})")
+    if not data.train and not data.synthetic:
+        raise ConfigError("data.train is empty: give a TFRecord folder, an identity folder, a .rec file "
+                          "or data.synthetic")
+    if data.synthetic:
+        synthetic_settings(data)
+    if check_paths:
+        named_paths = ([("data.train", data.train)] if data.train else []) + [
+            (f"data.val.{name}", path) for name, path in data.val.items()]
+        for key, path in named_paths:
+            if not Path(path).expanduser().exists():
+                raise MissingPathError(f"{key}={path!r}: no such file or directory")
+    from arcface_keras.augment import build_augmentation
+
+    try:
+        build_augmentation(data.augment)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_best_metric(experiment):
+    """eval.best_metric names a verification set of this experiment and a metric where higher is better."""
+    from arcface_keras.evaluation.verification import BEST_METRICS
+
+    metric = experiment.eval.best_metric
+    if not metric:
+        return
+    sets = sorted(experiment.data.val) + (["synthetic"] if experiment.data.synthetic else [])
+    valid = [f"{name}/{key}" for name in sets for key in BEST_METRICS]
+    if metric not in valid:
+        raise ConfigError(f"eval.best_metric={metric!r}: expected one of {', '.join(valid) or '(no verification set)'}"
+                          + did_you_mean(metric, valid))
+
+
+def check_backend(train):
+    """Settings that need a particular Keras backend."""
+    import keras
+
+    if train.model_parallel and keras.backend.backend() != "jax":
+        raise ConfigError(f"train.model_parallel={train.model_parallel}: needs the JAX backend "
+                          f"(KERAS_BACKEND=jax), running {keras.backend.backend()}")

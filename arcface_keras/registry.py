@@ -1,5 +1,13 @@
-"""Name → constructor registries: the user-facing vocabulary of backbones, heads and augmentations."""
+"""Name → constructor registries: the user-facing vocabulary of backbones, heads, augmentations,
+optimizers and learning-rate schedules.
+
+Each registry knows the modules that register the shipped components and imports them on the
+first look-up, so `HEADS.names()` lists every head as soon as the package is imported, whatever
+the caller imported before (as mmengine's lazy registries do). A user's own component registers
+itself with `@HEADS.register("name")` when its module is imported.
+"""
 import difflib
+import importlib
 import inspect
 
 
@@ -12,8 +20,9 @@ class Registry:
     >>> BACKBONES.build({"type": "tiny"})
     """
 
-    def __init__(self, kind):
+    def __init__(self, kind, modules=()):
         self.kind = kind
+        self.modules = tuple(modules)  # imported on first look-up: they register the shipped entries
         self._entries = {}
 
     def register(self, name):
@@ -27,17 +36,24 @@ class Registry:
 
         return decorate
 
+    def _load(self):
+        for module in self.modules:
+            importlib.import_module(module)
+        self.modules = ()
+
     def names(self):
+        self._load()
         return sorted(self._entries)
 
     def get(self, name):
+        self._load()
         if name not in self._entries:
-            close = difflib.get_close_matches(str(name), self.names(), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise KeyError(f"unknown {self.kind} {name!r}{hint} registered: {', '.join(self.names())}")
+            raise KeyError(f"unknown {self.kind} {name!r}{closest_hint(name, self.names())} "
+                           f"registered: {', '.join(self.names())}")
         return self._entries[name]
 
     def __contains__(self, name):
+        self._load()
         return name in self._entries
 
     def check(self, spec):
@@ -47,13 +63,20 @@ class Registry:
         accepted = accepted_keywords(obj)
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
-            raise TypeError(f"{self.kind} {name!r} got unknown keyword {unknown[0]!r}; accepted: {', '.join(accepted)}")
+            raise TypeError(f"{self.kind} {name!r} got unknown keyword {unknown[0]!r}"
+                            f"{closest_hint(unknown[0], accepted)} accepted: {', '.join(accepted)}")
         return obj, kwargs
 
     def build(self, spec, **extra):
         """Build from `"name"` or `{"type": "name", **kwargs}`; `extra` keywords are added to the spec's."""
         obj, kwargs = self.check(spec)
         return obj(**{**kwargs, **extra})
+
+
+def closest_hint(name, valid):
+    """'; did you mean X?' for the closest of `valid`, else ';'."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ";"
 
 
 def split_spec(spec, kind="component"):
@@ -67,12 +90,34 @@ def split_spec(spec, kind="component"):
 
 
 def accepted_keywords(obj):
-    """Named keywords a constructor takes (a `**kwargs` it forwards to Keras does not count)."""
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    params = inspect.signature(target).parameters.values()
-    return [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    """Named keywords a constructor takes, with those its `**kwargs` forwards to a base class of ours.
+
+    A class whose `__init__` takes `**kwargs` accepts its base classes' keywords too, up to the
+    first class from outside this project (Keras' own layer keywords do not count).
+    """
+    if not inspect.isclass(obj):
+        return _named_parameters(obj)[0]
+    accepted = []
+    for cls in obj.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        if not cls.__module__.startswith("arcface_keras") and cls is not obj:
+            break
+        names, forwards = _named_parameters(cls.__init__)
+        accepted += [name for name in names if name not in accepted]
+        if not forwards:
+            break
+    return accepted
 
 
-BACKBONES = Registry("backbone")
-HEADS = Registry("head")
-AUGMENTATIONS = Registry("augmentation")
+def _named_parameters(function):
+    params = inspect.signature(function).parameters.values()
+    names = [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+BACKBONES = Registry("backbone", ["arcface_keras.backbones.resnet", "arcface_keras.backbones.mobilefacenet"])
+HEADS = Registry("head", ["arcface_keras.heads.margin", "arcface_keras.heads.metric"])
+AUGMENTATIONS = Registry("augmentation", ["arcface_keras.augment"])
+OPTIMIZERS = Registry("optimizer", ["arcface_keras.training.optimizers"])
+LR_SCHEDULES = Registry("lr_schedule", ["arcface_keras.training.schedules"])

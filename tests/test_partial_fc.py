@@ -9,6 +9,8 @@ from arcface_keras.heads.partial_fc import (PartialFCCrossEntropy, RowSparseSGD,
                                             sample_classes)
 from arcface_keras.registry import HEADS
 
+pytestmark = pytest.mark.numeric  # also run with oneDNN off (see Makefile)
+
 DIM, CLASSES, RATE = 8, 40, 0.3
 MARGIN_HEADS = ["arcface", "cosface", "combined", "adaface", "curricularface"]
 STATE = {"adaface": {"batch_mean": 15.0, "batch_std": 3.0}, "curricularface": {"t": 0.3}}

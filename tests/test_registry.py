@@ -1,6 +1,10 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
-from arcface_keras.registry import Registry
+from arcface_keras.registry import Registry, accepted_keywords
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ def test_unknown_name_lists_names_and_closest(things):
 
 
 def test_unknown_keyword_names_it_and_accepted(things):
-    with pytest.raises(TypeError, match=r"unknown keyword 'sise'; accepted: size, colour"):
+    with pytest.raises(TypeError, match=r"unknown keyword 'sise'; did you mean 'size'\? accepted: size, colour"):
         things.build({"type": "alpha", "sise": 2})
 
 
@@ -47,10 +51,36 @@ def test_bad_spec_and_duplicate(things):
         things.register("beta")(lambda: None)
 
 
-def test_project_registries_hold_their_components():
-    from arcface_keras import augment, backbones, heads  # noqa: F401
-    from arcface_keras.registry import AUGMENTATIONS, BACKBONES, HEADS
+def test_forwarded_keywords_of_our_base_classes_count():
+    from arcface_keras.registry import HEADS
 
-    assert {"mobilefacenet", "resnet50"} <= set(BACKBONES.names())
-    assert {"softmax", "arcface"} <= set(HEADS.names())
-    assert "flip" in AUGMENTATIONS.names()
+    assert {"m", "easy_margin", "s", "sample_rate", "seed"} <= set(accepted_keywords(HEADS.get("arcface")))
+    assert "dtype" not in accepted_keywords(HEADS.get("arcface"))  # Keras' own layer keywords do not count
+    HEADS.check({"type": "cosface", "s": 30.0, "sample_rate": 0.5, "m": 0.2})
+
+
+def test_registries_list_every_shipped_component_without_importing_it(repo_root):
+    """In a fresh interpreter, the registry module alone lists what the package ships."""
+    code = ("from arcface_keras.registry import AUGMENTATIONS, BACKBONES, HEADS, LR_SCHEDULES, OPTIMIZERS\n"
+            "for r in (BACKBONES, HEADS, AUGMENTATIONS, OPTIMIZERS, LR_SCHEDULES): print(','.join(r.names()))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    backbones, heads, augmentations, optimizers, schedules = [set(line.split(",")) for line in proc.stdout.split()]
+    assert {"mobilefacenet", "resnet18", "resnet34", "resnet50", "resnet100"} == backbones
+    assert {"softmax", "arcface", "cosface", "combined", "adaface", "curricularface", "triplet", "center"} == heads
+    assert {"flip", "random_crop", "color_jitter", "variety", "grayscale"} <= augmentations
+    assert {"sgd", "adamw"} == optimizers and {"cosine", "polynomial", "step", "constant"} == schedules
+
+
+def test_optimizer_and_schedule_entries_build():
+    import keras
+
+    from arcface_keras.config import Train
+    from arcface_keras.training.optimizers import make_optimizer
+    from arcface_keras.training.schedules import WarmupSchedule
+
+    assert isinstance(make_optimizer(Train(optimizer="adamw", weight_decay=0.05), 0.1), keras.optimizers.AdamW)
+    assert make_optimizer(Train(optimizer="sgd", momentum=0.8), 0.1).momentum == 0.8
+    with pytest.raises(KeyError, match="unknown lr_schedule 'cosin'; did you mean 'cosine'"):
+        WarmupSchedule(0.1, 10, kind="cosin")

@@ -4,6 +4,8 @@ import pytest
 
 from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
 
+pytestmark = pytest.mark.numeric  # also run with oneDNN off (see Makefile)
+
 
 def values(schedule, steps):
     return np.array([float(schedule(s)) for s in steps])

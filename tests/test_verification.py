@@ -9,6 +9,8 @@ import pytest
 from arcface_keras.data import verification as sets
 from arcface_keras.evaluation.verification import THRESHOLDS, evaluate, roc_curve
 
+pytestmark = pytest.mark.numeric  # also run with oneDNN off (see Makefile)
+
 
 # --- insightface's calculate_roc / calculate_accuracy, written plainly --------------------------------
 

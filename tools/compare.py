@@ -80,8 +80,6 @@ def main(argv=None):
         base = load_experiment(args.experiment, common)
         experiments = {name: load_experiment(args.experiment, common + overrides + [f"name={base.name}_{name}"])
                        for name, overrides in variants.items()}
-        for experiment in experiments.values():
-            engine.validate(experiment)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
     import keras

@@ -45,9 +45,6 @@ def main(argv=None):
             os.environ["TF_CONFIG"] = tf_config(args.workers.split(","), args.worker_index)
             overrides.append("train.strategy=multi_worker")
         experiment = load_experiment(args.experiment, overrides)
-        from arcface_keras.training import engine
-
-        engine.validate(experiment)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
     if args.check:
@@ -55,6 +52,8 @@ def main(argv=None):
 
         print(json.dumps(experiment.to_dict(), indent=2))
         return None
+    from arcface_keras.training import engine
+
     result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
     print(engine.format_result(result))
     return result

@@ -1,4 +1,7 @@
 """The training input pipeline: TFRecord shards → decode → augment → scale to [-1, 1] → batches."""
+import functools
+
+import numpy as np
 import tensorflow as tf
 
 from arcface_keras.data.tfrecord import read_examples
@@ -33,32 +36,44 @@ def pk_batches(examples, identities_per_batch, images_per_identity, seed):
     return groups.map(lambda images, labels: (tf.reshape(images, [-1]), tf.reshape(labels, [-1])))
 
 
-def train_dataset(folder, batch_size, image_size, augment=None, shuffle_buffer=20000, seed=0,
-                  sampler="random", images_per_identity=4):
-    """An endless dataset of ((images, labels), labels) batches for `model.fit`.
+def epoch_seed(seed, epoch):
+    """The seed of epoch `epoch`'s data order: a pure function of (seed, epoch)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
-    `augment` is a callable on float32 batches in [0, 255] (see augment.build_augmentation).
-    `sampler="pk"` makes every batch batch_size // K identities × K images (triplet losses need it).
-    """
+
+def epoch_batches(folder, batch_size, seed, shuffle_buffer, sampler, images_per_identity):
+    """An endless stream of encoded batches (bytes (B,), labels (B,)) in the order `seed` fixes."""
     examples = read_examples(folder, shuffle_shards=True, seed=seed)
     examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     if sampler == "pk":
-        if batch_size % images_per_identity:
-            raise ValueError(f"data.sampler='pk': batch_size {batch_size} is not a multiple of "
-                             f"data.images_per_identity {images_per_identity}")
-        batches = pk_batches(examples, batch_size // images_per_identity, images_per_identity, seed)
-        batches = batches.map(
-            lambda images, labels: (tf.map_fn(lambda b: decode_image(b, image_size), images,
-                                              fn_output_signature=tf.float32), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    elif sampler == "random":
-        images = examples.map(lambda b, label: (decode_image(b, image_size), label),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-        batches = images.batch(batch_size, drop_remainder=True)
-    else:
-        raise ValueError(f"data.sampler={sampler!r}: expected 'random' or 'pk'")
+        return pk_batches(examples, batch_size // images_per_identity, images_per_identity, seed)
+    return examples.batch(batch_size, drop_remainder=True)
+
+
+def train_dataset(folder, batch_size, image_size, steps_per_epoch, epochs, start=0, augment=None,
+                  shuffle_buffer=20000, seed=0, sampler="random", images_per_identity=4):
+    """The ((images, labels), labels) batches for `model.fit` from batch `start` to the end of `epochs`.
+
+    Epoch e is `steps_per_epoch` batches in an order fixed by (seed, e) alone, and batch i is
+    augmented with the seed (seed, i): the stream from `start` on is exactly the rest of the stream
+    from 0, so a run resumed at batch `start` sees what the uninterrupted run saw.
+    `augment` is an augment.AugmentationPipeline (float32 batches in [0, 255]). `sampler="pk"`
+    makes every batch batch_size // K identities × K images (triplet losses need it).
+    """
+    if sampler == "pk" and batch_size % images_per_identity:
+        raise ValueError(f"data.sampler='pk': batch_size {batch_size} is not a multiple of "
+                         f"data.images_per_identity {images_per_identity}")
+    first_epoch, offset = divmod(start, steps_per_epoch)
+    epochs_left = [epoch_batches(folder, batch_size, epoch_seed(seed, epoch), shuffle_buffer, sampler,
+                                 images_per_identity).take(steps_per_epoch) for epoch in range(first_epoch, epochs)]
+    if not epochs_left:
+        raise ValueError(f"batch {start} is past the end of {epochs} epochs of {steps_per_epoch} batches")
+    encoded = functools.reduce(tf.data.Dataset.concatenate, epochs_left).skip(offset)
+    images = encoded.unbatch().map(lambda b, label: (decode_image(b, image_size), label),
+                                   num_parallel_calls=tf.data.AUTOTUNE)
+    batches = images.batch(batch_size, drop_remainder=True).enumerate(start)
     if augment is not None:
-        batches = batches.map(lambda images, labels: (augment(images), labels), num_parallel_calls=tf.data.AUTOTUNE)
-    batches = batches.map(lambda images, labels: ((scale(images), labels), labels))
+        batches = batches.map(lambda i, batch: (i, (augment(batch[0], seed=(seed, i)), batch[1])),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    batches = batches.map(lambda i, batch: ((scale(batch[0]), batch[1]), batch[1]))
     return batches.prefetch(tf.data.AUTOTUNE)

@@ -3,6 +3,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from arcface_keras.config import ConfigError
 from arcface_keras.data.tfrecord import MANIFEST
 
 SYNTHETIC_KEYS = {"identities", "images", "val_identities", "val_images", "val_pairs", "seed"}
@@ -22,8 +23,6 @@ def training_folder(data):
 
     if data.synthetic:
         return cached_conversion(synthetic_train_folder(data), sources.folder_source, cache_dir(data))
-    if not data.train:
-        raise ValueError("data.train is empty: give a TFRecord folder, an identity folder, a .rec file or data.synthetic")
     train = Path(data.train).expanduser()
     if (train / MANIFEST).is_file():
         return train
@@ -47,7 +46,7 @@ def cached_conversion(path, make_source, cache, num_shards=8):
 def synthetic_settings(data):
     unknown = sorted(set(data.synthetic) - SYNTHETIC_KEYS)
     if unknown:
-        raise ValueError(f"data.synthetic: unknown key {unknown[0]!r}; valid: {', '.join(sorted(SYNTHETIC_KEYS))}")
+        raise ConfigError(f"data.synthetic: unknown key {unknown[0]!r}; valid: {', '.join(sorted(SYNTHETIC_KEYS))}")
     return {"identities": 200, "images": 20, "val_identities": 40, "val_images": 10, "val_pairs": 1000,
             "seed": 0, **data.synthetic}
 

@@ -7,6 +7,8 @@ import numpy as np
 
 THRESHOLDS = np.arange(0, 4, 0.01)
 FARS = {"1e-1": 1e-1, "1e-2": 1e-2, "1e-3": 1e-3, "1e-4": 1e-4}
+# Reported metrics where higher is better: what eval.best_metric may keep the best checkpoint by.
+BEST_METRICS = ("accuracy", "auc", *(f"tar@far={name}" for name in FARS))
 
 
 def fold_slices(n, n_folds=10):

@@ -151,8 +151,8 @@ class ArcFaceHead(MarginHead):
     `easy_margin=True` instead applies the margin only where cos θ > 0.
     """
 
-    def __init__(self, num_classes, s=64.0, m=0.5, easy_margin=False, sample_rate=1.0, seed=None, **kwargs):
-        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
+    def __init__(self, num_classes, m=0.5, easy_margin=False, **kwargs):
+        super().__init__(num_classes, **kwargs)
         self.m = float(m)
         self.easy_margin = bool(easy_margin)
 
@@ -173,8 +173,8 @@ class ArcFaceHead(MarginHead):
 class CosFaceHead(MarginHead):
     """CosFace (Wang et al. 2018): s·(cos θ − m) at the target class, s·cos θ elsewhere."""
 
-    def __init__(self, num_classes, s=64.0, m=0.35, sample_rate=1.0, seed=None, **kwargs):
-        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
+    def __init__(self, num_classes, m=0.35, **kwargs):
+        super().__init__(num_classes, **kwargs)
         self.m = float(m)
 
     def apply_margin(self, cosine, labels, embeddings=None, training=False):
@@ -194,8 +194,8 @@ class CombinedMarginHead(MarginHead):
 
     eps = 1e-7
 
-    def __init__(self, num_classes, s=64.0, m1=1.0, m2=0.5, m3=0.0, sample_rate=1.0, seed=None, **kwargs):
-        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
+    def __init__(self, num_classes, m1=1.0, m2=0.5, m3=0.0, **kwargs):
+        super().__init__(num_classes, **kwargs)
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
 
     def apply_margin(self, cosine, labels, embeddings=None, training=False):
@@ -221,8 +221,8 @@ class AdaFaceHead(MarginHead):
 
     eps = 1e-3
 
-    def __init__(self, num_classes, s=64.0, m=0.4, h=0.333, t_alpha=0.01, sample_rate=1.0, seed=None, **kwargs):
-        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
+    def __init__(self, num_classes, m=0.4, h=0.333, t_alpha=0.01, **kwargs):
+        super().__init__(num_classes, **kwargs)
         self.m, self.h, self.t_alpha = float(m), float(h), float(t_alpha)
 
     def build(self, input_shape):
@@ -268,8 +268,8 @@ class CurricularFaceHead(MarginHead):
     `t_momentum`) of the batch-mean target cosine, updated in training before use.
     """
 
-    def __init__(self, num_classes, s=64.0, m=0.5, t_momentum=0.01, sample_rate=1.0, seed=None, **kwargs):
-        super().__init__(num_classes, s=s, sample_rate=sample_rate, seed=seed, **kwargs)
+    def __init__(self, num_classes, m=0.5, t_momentum=0.01, **kwargs):
+        super().__init__(num_classes, **kwargs)
         self.m, self.t_momentum = float(m), float(t_momentum)
 
     def build(self, input_shape):

@@ -3,6 +3,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
@@ -35,20 +36,50 @@ class EveryNSteps(keras.callbacks.Callback):
         raise NotImplementedError
 
 
+class Position(NamedTuple):
+    """Where a run stands: optimizer steps taken and batches consumed (they differ when float16
+    loss scaling skipped updates)."""
+
+    step: int
+    batches: int
+
+
+def latest_checkpoint(directory):
+    """`latest.json` of a checkpoint folder ({"step", "batches", "path"}), or None."""
+    latest = Path(directory) / "latest.json"
+    if not latest.is_file():
+        return None
+    info = json.loads(latest.read_text())
+    return {**info, "batches": int(info.get("batches", info["step"]))}
+
+
 class StepCheckpoint(EveryNSteps):
-    """Every `save_steps` optimizer steps, save model + optimizer state as `ckpt-<step>.weights.h5`.
+    """Every `save_steps` optimizer steps and at the end of training, save model + optimizer state
+    as `ckpt-<step>.weights.h5`, with the data position (batches consumed) in `latest.json`.
 
     `latest.json` names the newest complete checkpoint; `restore` loads it so that rerunning an
-    interrupted command continues at the step it reached. Only the `keep` newest are kept.
+    interrupted command continues at the step and batch it reached. Only the `keep` newest are kept.
+    `save_steps=0` saves at the end only.
     """
 
-    def __init__(self, directory, save_steps, keep=3):
+    def __init__(self, directory, save_steps, keep=3, batches=0):
         super().__init__(save_steps)
         self.directory = Path(directory)
         self.keep = keep
+        self.batches = int(batches)
+        self.saved = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        super().on_train_batch_end(batch, logs)
 
     def on_step(self, step, logs):
         self.save(step)
+
+    def on_train_end(self, logs=None):
+        step = global_step(self.model)
+        if self.saved != (step, self.batches):
+            self.save(step)
 
     def save(self, step):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -56,22 +87,22 @@ class StepCheckpoint(EveryNSteps):
         tmp = self.directory / f".tmp-{os.getpid()}.weights.h5"
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, path)
-        write_json(self.directory / "latest.json", {"step": step, "path": path.name})
+        write_json(self.directory / "latest.json", {"step": step, "batches": self.batches, "path": path.name})
+        self.saved = (step, self.batches)
         for old in sorted(self.directory.glob("ckpt-*.weights.h5"))[: -self.keep]:
             old.unlink()
 
     @staticmethod
-    def restore(model, directory):
-        """Load the newest checkpoint into `model` (optimizer included); return its step or 0.
+    def restore(model, directory, info):
+        """Load the checkpoint `info` (from `latest_checkpoint`) into `model`, optimizer included;
+        return its Position, (0, 0) for None.
 
         `model` is compiled and its optimizer built, so that the optimizer's variables exist to load into.
         """
-        latest = Path(directory) / "latest.json"
-        if not latest.is_file():
-            return 0
-        info = json.loads(latest.read_text())
+        if info is None:
+            return Position(0, 0)
         model.load_weights(Path(directory) / info["path"])
-        return int(info["step"])
+        return Position(int(info["step"]), info["batches"])
 
 
 class VerificationCallback(EveryNSteps):
@@ -123,6 +154,24 @@ def log_wandb(metrics, step):
 
     if wandb.run is not None:
         wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+
+def truncate_csv(path, step):
+    """Drop the rows of a step-indexed CSV log past `step` (logged by a run killed after its checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [row for row in rows if int(float(row["step"])) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    tmp.replace(path)
 
 
 def append_csv(path, row):

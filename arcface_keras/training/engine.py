@@ -1,4 +1,14 @@
-"""`run(experiment)`: build data, model and optimizer under a strategy, fit, save, evaluate."""
+"""`run(experiment)`: train an experiment in named steps, resuming its run directory.
+
+    validate → strategy → data plan → (finished: the stored result) → run files → model → callbacks → fit → finish
+
+A run is a function of its config: the data order is fixed by (train.seed, epoch), a checkpoint
+holds the model, the optimizer and the data position, and the last step is always saved. A killed
+run rerun with the same command ends as the uninterrupted one would have; a finished run rerun
+prints its stored result and changes nothing; raising train.epochs extends it.
+"""
+import dataclasses
+import json
 import platform
 import sys
 import time
@@ -12,38 +22,11 @@ from arcface_keras import config as config_lib
 from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
 from arcface_keras.training import callbacks as cb
-from arcface_keras.heads.partial_fc import RowSparseSGD
 from arcface_keras.training import distribute
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
-from arcface_keras.training.model import build_face_model, check_model_config
+from arcface_keras.training.model import build_face_model
+from arcface_keras.training.optimizers import make_optimizer
 from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-def validate(experiment):
-    """Everything that can be checked before any work starts."""
-    check_model_config(experiment.model)
-    if experiment.train.precision not in PRECISIONS:
-        raise config_lib.ConfigError(f"train.precision={experiment.train.precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if experiment.train.strategy not in distribute.STRATEGIES:
-        raise config_lib.ConfigError(f"train.strategy={experiment.train.strategy!r}: expected one of "
-                                     f"{', '.join(distribute.STRATEGIES)}")
-    if experiment.train.model_parallel and keras.backend.backend() != "jax":
-        raise config_lib.ConfigError(f"train.model_parallel={experiment.train.model_parallel}: needs the JAX backend "
-                                     f"(KERAS_BACKEND=jax), running {keras.backend.backend()}")
-    if experiment.data.synthetic:
-        prepare.synthetic_settings(experiment.data)
-    from arcface_keras.augment import build_augmentation
-
-    build_augmentation(experiment.data.augment)
-
-
-def versions():
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
-            "numpy": np.__version__, "backend": keras.backend.backend(), "platform": platform.platform()}
 
 
 def run(experiment, command=None):
@@ -51,7 +34,7 @@ def run(experiment, command=None):
 
     The global dtype policy is `train.precision` during the run and what it was before afterwards.
     """
-    validate(experiment)
+    config_lib.validate(experiment)
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(experiment.train.precision)
     try:
@@ -61,104 +44,176 @@ def run(experiment, command=None):
 
 
 def train_and_evaluate(experiment, command):
-    t, d = experiment.train, experiment.data
     work_dir = Path(experiment.log.work_dir) / experiment.name
-    keras.utils.set_random_seed(t.seed)
-    if t.model_parallel:
-        from arcface_keras.training.model_parallel import class_axis, shard_class_centres
-
-        shard_class_centres(model_axis=t.model_parallel, axis=class_axis(experiment.model.head))
-    strategy = make_strategy(t.strategy)
+    keras.utils.set_random_seed(experiment.train.seed)
+    strategy = setup_strategy(experiment.train, experiment.model)
+    plan = plan_training(experiment, strategy)
+    resume = cb.latest_checkpoint(work_dir / "checkpoints")
+    stored = finished_result(work_dir, plan, resume)
+    if stored is not None:
+        print(f"[arcface_keras] {experiment.name}: finished at step {stored['step']}; stored result "
+              f"from {work_dir / 'eval_report.json'} (raise train.epochs to train on)", flush=True)
+        return stored
+    evaluator = Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size, experiment.eval.flip)
     chief = is_chief(strategy)
-    workers = distribute.num_workers(strategy)
     if chief:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.dump(experiment, work_dir / "config.json")
-        write_text(work_dir / "command.txt", " ".join(command or sys.argv) + "\n")
-        write_json(work_dir / "versions.json", versions())
-
-    from arcface_keras.augment import build_augmentation
-    from arcface_keras.data.pipeline import train_dataset
-    from arcface_keras.data.tfrecord import read_manifest
-
-    folder = prepare.training_folder(d)
-    manifest = read_manifest(folder)
-    replicas = distribute.num_replicas(strategy)
-    global_batch = t.batch_size * replicas
-    steps_per_epoch = t.steps_per_epoch or max(manifest["num_images"] // global_batch, 1)
-    total_steps = steps_per_epoch * t.epochs
-    dataset = train_dataset(folder, global_batch, d.image_size, build_augmentation(d.augment, seed=t.seed),
-                            d.shuffle_buffer, t.seed, d.sampler, d.images_per_identity)
-    if workers > 1:
-        dataset = distribute.shard_across_workers(dataset, strategy, len(manifest["shards"]))
-    evaluator = make_evaluator(experiment, prepare.validation_sets(d))
-
-    with strategy_scope(strategy):
-        model, embedder, head = build_face_model(experiment.model, manifest["num_classes"], d.image_size)
-        schedule = WarmupSchedule(
-            scaled_lr(t.lr, global_batch, t.lr_batch, t.lr_scaling), total_steps,
-            warmup_steps=round(t.warmup_epochs * steps_per_epoch), kind=t.lr_schedule,
-            boundaries=[round(e * steps_per_epoch) for e in t.lr_steps],
-        )
-        model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=t.jit_compile)
-        model.optimizer.build(model.trainable_variables)  # now, not inside the first traced step
-        start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints")
-
-    evaluator.embedder = embedder
-    if strategy.num_replicas_in_sync > 1:
-        # Keras' predict_on_batch under a tf.distribute strategy feeds the whole batch to every replica (and,
-        # across workers, is a collective the others would not join): the chief evaluates a plain copy.
-        evaluator.embedder, evaluator.source = keras.models.clone_model(embedder), embedder
+        write_run_files(experiment, work_dir, command)
+    model, embedder, head = build_model(experiment, plan, strategy)
+    start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
+    evaluator.attach(embedder, strategy)
     run_wandb = start_wandb(experiment, work_dir) if chief else None
-    callbacks = [keras.callbacks.TerminateOnNaN()]
-    if chief:
-        callbacks += [
-            cb.StepCheckpoint(work_dir / "checkpoints", t.save_steps),
-            keras.callbacks.CSVLogger(str(work_dir / "train_log.csv"), append=True),
-            cb.WandbLogger(experiment.log.every_steps),
-        ]
-        if experiment.eval.every_steps:
-            callbacks.append(cb.VerificationCallback(
-                evaluator, experiment.eval.every_steps, work_dir / "eval_log.csv",
-                experiment.eval.best_metric, work_dir / "checkpoints" / "best.weights.h5"))
-    print(f"[arcface_keras] {experiment.name}: {manifest['num_images']} images, {manifest['num_classes']} classes, "
-          f"{replicas} replica(s), global batch {global_batch}, {steps_per_epoch} steps/epoch × {t.epochs} epochs"
-          + (f", resuming at step {start}" if start else ""), flush=True)
+    callbacks = make_callbacks(experiment, work_dir, evaluator, start, chief)
+    print(f"[arcface_keras] {experiment.name}: {plan.num_images} images, {plan.num_classes} classes, "
+          f"{plan.replicas} replica(s), global batch {plan.global_batch}, {plan.steps_per_epoch} steps/epoch × "
+          f"{experiment.train.epochs} epochs" + (f", resuming at step {start.step}" if start.batches else ""),
+          flush=True)
     began = time.time()
-    with distribute.synchronized_batch_norm(model, t.sync_bn and replicas > 1), distribute.distributed_fit(model, strategy, dataset.element_spec):
-        fit_from(model, dataset, start, steps_per_epoch, t.epochs, callbacks)
+    with distribute.synchronized_batch_norm(model, experiment.train.sync_bn and plan.replicas > 1), \
+            distribute.distributed_fit(model, strategy, plan.dataset(0).element_spec):
+        fit_from(model, plan, start.batches, callbacks)
     if not np.isfinite(model_loss(model)):
         raise FloatingPointError(f"{experiment.name}: training stopped on a non-finite loss")
-    train_seconds = time.time() - began
-
-    result = {"step": cb.global_step(model), "train_seconds": round(train_seconds, 1)}
-    if workers > 1:
+    result = {"step": cb.global_step(model), "batches": plan.total_steps,
+              "train_seconds": round(time.time() - began, 1)}
+    if plan.workers > 1:
         task_type, index = distribute.task(strategy)
         print(f"[arcface_keras] {task_type} {index}: trained weights sha1 {distribute.weights_fingerprint(embedder)}",
               flush=True)
     if chief:
-        embedder.save(work_dir / ".embedder.tmp.keras")
-        (work_dir / ".embedder.tmp.keras").replace(work_dir / "embedder.keras")
-        metrics = evaluator()
-        cb.append_csv(work_dir / "eval_log.csv", {"step": result["step"], **metrics})
-        cb.log_wandb(metrics, result["step"])
-        result.update(metrics)
-        write_json(work_dir / "eval_report.json", {"experiment": experiment.name, **result, "sets": evaluator.reports})
-        finish_wandb(run_wandb, result)
+        finish(experiment, work_dir, embedder, evaluator, result, run_wandb)
     return result
 
 
-def fit_from(model, dataset, start, steps_per_epoch, epochs, callbacks):
-    """`model.fit` from optimizer step `start`: first the rest of a partly done epoch, then whole epochs."""
-    epoch, offset = divmod(start, steps_per_epoch)
+def setup_strategy(train, model_config):
+    """The tf.distribute strategy (and, with train.model_parallel on JAX, the sharded class centres)."""
+    if train.model_parallel:
+        from arcface_keras.training.model_parallel import class_axis, shard_class_centres
+
+        shard_class_centres(model_axis=train.model_parallel, axis=class_axis(model_config.head))
+    return make_strategy(train.strategy)
+
+
+@dataclasses.dataclass
+class TrainingPlan:
+    """What the data decides: the TFRecord folder, sizes, steps, and the stream from any batch on."""
+
+    experiment: config_lib.Experiment
+    folder: Path
+    num_images: int
+    num_classes: int
+    num_shards: int
+    replicas: int
+    workers: int
+    strategy: object
+
+    @property
+    def global_batch(self):
+        return self.experiment.train.batch_size * self.replicas
+
+    @property
+    def steps_per_epoch(self):
+        return self.experiment.train.steps_per_epoch or max(self.num_images // self.global_batch, 1)
+
+    @property
+    def total_steps(self):
+        return self.steps_per_epoch * self.experiment.train.epochs
+
+    def dataset(self, start):
+        """The training batches from batch `start` to the end (data/pipeline.train_dataset)."""
+        from arcface_keras.augment import build_augmentation
+        from arcface_keras.data.pipeline import train_dataset
+
+        d, t = self.experiment.data, self.experiment.train
+        dataset = train_dataset(self.folder, self.global_batch, d.image_size, self.steps_per_epoch, t.epochs,
+                                start=start, augment=build_augmentation(d.augment, seed=t.seed),
+                                shuffle_buffer=d.shuffle_buffer, seed=t.seed, sampler=d.sampler,
+                                images_per_identity=d.images_per_identity)
+        if self.workers > 1:
+            dataset = distribute.shard_across_workers(dataset, self.strategy, self.num_shards)
+        return dataset
+
+
+def plan_training(experiment, strategy):
+    """Prepare the training data (converted and cached once) and size the run."""
+    from arcface_keras.data.tfrecord import read_manifest
+
+    folder = prepare.training_folder(experiment.data)
+    manifest = read_manifest(folder)
+    return TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
+                        len(manifest["shards"]), distribute.num_replicas(strategy), distribute.num_workers(strategy),
+                        strategy)
+
+
+def finished_result(work_dir, plan, resume):
+    """The stored result of a run that trained every step and wrote its report; None otherwise."""
+    report = work_dir / "eval_report.json"
+    if resume is None or resume["batches"] < plan.total_steps or not report.is_file():
+        return None
+    stored = json.loads(report.read_text())
+    if stored.get("batches", 0) < plan.total_steps:
+        return None
+    return {k: v for k, v in stored.items() if k not in ("experiment", "sets")}
+
+
+def write_run_files(experiment, work_dir, command):
+    work_dir.mkdir(parents=True, exist_ok=True)
+    config_lib.dump(experiment, work_dir / "config.json")
+    write_text(work_dir / "command.txt", " ".join(command or sys.argv) + "\n")
+    write_json(work_dir / "versions.json", versions())
+
+
+def versions():
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "keras": keras.__version__, "tensorflow": tf.__version__,
+            "numpy": np.__version__, "backend": keras.backend.backend(), "platform": platform.platform()}
+
+
+def build_model(experiment, plan, strategy):
+    """The compiled training model (optimizer built, so that a checkpoint can load into it), embedder, head."""
+    t = experiment.train
+    with strategy_scope(strategy):
+        model, embedder, head = build_face_model(experiment.model, plan.num_classes, experiment.data.image_size)
+        schedule = WarmupSchedule(
+            scaled_lr(t.lr, plan.global_batch, t.lr_batch, t.lr_scaling), plan.total_steps,
+            warmup_steps=round(t.warmup_epochs * plan.steps_per_epoch), kind=t.lr_schedule,
+            boundaries=[round(e * plan.steps_per_epoch) for e in t.lr_steps],
+        )
+        model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=t.jit_compile)
+        model.optimizer.build(model.trainable_variables)  # now, not inside the first traced step
+    return model, embedder, head
+
+
+def make_callbacks(experiment, work_dir, evaluator, start, chief):
+    """NaN stop everywhere; on the chief also checkpoints, the CSV log, W&B and verification."""
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if not chief:
+        return callbacks
+    cb.truncate_csv(work_dir / "eval_log.csv", start.step)  # rows a killed run logged past its checkpoint
+    callbacks += [
+        cb.StepCheckpoint(work_dir / "checkpoints", experiment.train.save_steps, batches=start.batches),
+        keras.callbacks.CSVLogger(str(work_dir / "train_log.csv"), append=True),
+        cb.WandbLogger(experiment.log.every_steps),
+    ]
+    if experiment.eval.every_steps:
+        callbacks.append(cb.VerificationCallback(
+            evaluator, experiment.eval.every_steps, work_dir / "eval_log.csv",
+            experiment.eval.best_metric, work_dir / "checkpoints" / "best.weights.h5"))
+    return callbacks
+
+
+def fit_from(model, plan, start, callbacks):
+    """`model.fit` from batch `start`: first the rest of a partly done epoch, then whole epochs."""
+    steps, epochs = plan.steps_per_epoch, plan.experiment.train.epochs
+    epoch, offset = divmod(start, steps)
     if epoch >= epochs:
         return
     if offset:
-        model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset,
+        model.fit(plan.dataset(start), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - offset,
                   callbacks=callbacks, verbose=2, shuffle=False)
         epoch += 1
     if epoch < epochs:
-        model.fit(dataset, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        model.fit(plan.dataset(epoch * steps), initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps,
                   callbacks=callbacks, verbose=2, shuffle=False)
 
 
@@ -168,14 +223,16 @@ def model_loss(model):
     return losses[-1] if losses else 0.0
 
 
-def make_optimizer(t, schedule):
-    """sgd: momentum SGD with decoupled weight decay, which moves only the sampled class centres of a
-    Partial FC head (partial_fc.RowSparseSGD; exactly keras SGD otherwise); adamw: keras AdamW."""
-    if t.optimizer == "sgd":
-        return RowSparseSGD(schedule, momentum=t.momentum, weight_decay=t.weight_decay or None)
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay)
-    raise config_lib.ConfigError(f"train.optimizer={t.optimizer!r}: expected 'sgd' or 'adamw'")
+def finish(experiment, work_dir, embedder, evaluator, result, run_wandb):
+    """Save the embedder, evaluate it, write eval_report.json; close the W&B run."""
+    embedder.save(work_dir / ".embedder.tmp.keras")
+    (work_dir / ".embedder.tmp.keras").replace(work_dir / "embedder.keras")
+    metrics = evaluator()
+    cb.append_csv(work_dir / "eval_log.csv", {"step": result["step"], **metrics})
+    cb.log_wandb(metrics, result["step"])
+    result.update(metrics)
+    write_json(work_dir / "eval_report.json", {"experiment": experiment.name, **result, "sets": evaluator.reports})
+    finish_wandb(run_wandb, result)
 
 
 class Evaluator:
@@ -191,6 +248,14 @@ class Evaluator:
         self.source = None  # a model whose weights `embedder` copies before each evaluation
         self.reports = {}
 
+    def attach(self, embedder, strategy):
+        """Evaluate `embedder`. Keras' predict_on_batch under a tf.distribute strategy feeds the whole batch
+        to every replica (and, across workers, is a collective the others would not join): with several
+        replicas the chief evaluates a plain copy."""
+        self.embedder = embedder
+        if strategy.num_replicas_in_sync > 1:
+            self.embedder, self.source = keras.models.clone_model(embedder), embedder
+
     def __call__(self):
         from arcface_keras.evaluation.embed import embed_images
         from arcface_keras.evaluation.verification import evaluate
@@ -205,10 +270,6 @@ class Evaluator:
             for key, value in self.reports[name].items():
                 metrics[f"{name}/{key}"] = value
         return metrics
-
-
-def make_evaluator(experiment, sets):
-    return Evaluator(sets, experiment.eval.batch_size, experiment.eval.flip)
 
 
 def start_wandb(experiment, work_dir):
