@@ -10,9 +10,6 @@ sources before it (MS1M's 85,742 identities then K-Face's 400 → 86,142 classes
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
 
 import argparse  # noqa: E402
-import os  # noqa: E402
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class AppendSource(argparse.Action):

@@ -5,9 +5,6 @@
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
 
 import argparse
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from arcface_keras.faces.align import parse_size  # noqa: E402
 from arcface_keras.faces.preprocess import MODES, CropOptions, format_report, preprocess  # noqa: E402
