@@ -216,6 +216,52 @@ def test_preprocess_with_two_workers_reports_every_file(tmp_path):
     assert len(failures) == 7 and ("a/broken.png", "same_output") in failures
 
 
+def test_preprocess_reads_every_opencv_format(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    raw = tmp_path / "raw"
+    for person, name in (("alice", "a.pgm"), ("bob", "b.TIF")):  # grey PGM, colour TIFF (upper-case suffix)
+        (raw / person).mkdir(parents=True)
+        pixels = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if name.endswith(".pgm") else image[:, :, ::-1]
+        assert cv2.imwrite(str(raw / person / name), pixels)
+    report = load_tool(repo_root, "preprocess").main([str(raw), str(tmp_path / "out"), "--no-progress"])
+    assert report["images"] == 2 and report["written"] == 2
+    assert (tmp_path / "out" / "alice" / "a.jpg").is_file() and (tmp_path / "out" / "bob" / "b.jpg").is_file()
+    assert "2 written" in capsys.readouterr().out
+
+
+def test_preprocess_flat_folder_needs_flat_and_then_crops_flat(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "me.png"), image[:, :, ::-1])
+    cv2.imwrite(str(photos / "gray.jpg"), np.full((100, 100, 3), 128, np.uint8))
+    tool = load_tool(repo_root, "preprocess")
+    with pytest.raises(SystemExit, match="not in identity folders.*--flat") as exit_info:
+        tool.main([str(photos), str(tmp_path / "crops"), "--no-progress"])
+    assert exit_info.value.code not in (0, None) and "\n" not in str(exit_info.value.code)
+    assert not (tmp_path / "crops").exists()
+
+    report = tool.main([str(photos), str(tmp_path / "crops"), "--flat", "--no-progress"])
+    assert report["written"] == 1 and report["failed"] == {"no_face": 1}
+    assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["me.jpg"]
+    assert read_rgb(tmp_path / "crops" / "me.jpg").shape == (112, 112, 3)
+
+
+def test_preprocess_that_writes_nothing_fails(tmp_path, repo_root):
+    raw = tmp_path / "raw"
+    (raw / "bob").mkdir(parents=True)
+    cv2.imwrite(str(raw / "bob" / "gray.jpg"), np.full((100, 100, 3), 128, np.uint8))
+    (raw / "bob" / "notes.txt").write_text("not an image")
+    tool = load_tool(repo_root, "preprocess")
+    with pytest.raises(SystemExit, match="no face crop written") as exit_info:
+        tool.main([str(raw), str(tmp_path / "out"), "--no-progress"])
+    assert exit_info.value.code not in (0, None)
+    (tmp_path / "texts" / "bob").mkdir(parents=True)
+    (tmp_path / "texts" / "bob" / "notes.txt").write_text("not an image")
+    with pytest.raises(SystemExit, match="texts: no image files found"):
+        tool.main([str(tmp_path / "texts"), str(tmp_path / "out"), "--no-progress"])
+
+
 def test_crop_options_reject_unknown_modes():
     with pytest.raises(ValueError, match="align, box"):
         CropOptions(mode="warp")

@@ -86,9 +86,12 @@ def main(argv=None):
             for entry in manifest["sources"]:
                 print(f"  {entry['name']}: {entry['num_images']} images, {entry['num_classes']} classes, "
                       f"labels from {entry['label_offset']} ({entry['kind']} {entry['path']})")
+            report = pathlib.Path(args.out) / "skipped.csv"
             if manifest["skipped"]:
-                report = pathlib.Path(args.out) / "skipped.csv"
                 print(f"skipped {manifest['skipped']} unreadable or empty images: see {report}")
+            if manifest["empty_identities"]:
+                print(f"skipped {manifest['empty_identities']} identities with no usable image (they get no label): "
+                      f"see {report}")
         if args.verify:
             summary = tfrecord.verify(args.out)
             print(f"verified {summary['shards']} shards: {summary['num_images']} images, "

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from arcface_keras.data.decode import decode_rgb
-from arcface_keras.data.folders import IMAGE_SUFFIXES
+from arcface_keras.data.folders import is_image_file
 from arcface_keras.io import atomic_path
 
 PAIRS_TXT = "pairs.txt"
@@ -94,7 +94,7 @@ def write_pairs_txt(path, folds):
 
 def identity_images(folder):
     """Image files of one identity folder, in sorted order."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p))
 
 
 def _lfw_path(root, name, number):
