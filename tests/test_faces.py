@@ -272,40 +272,64 @@ def test_crop_options_reject_unknown_modes():
 # tools/verify.py
 
 
-def test_verify_same_person_with_threshold_from_eval_report(tmp_path, astronaut, repo_root, capsys):
+def tiny_embedder(path):
     import keras
 
-    image, _ = astronaut
     embedder = keras.Sequential([keras.Input((112, 112, 3)), keras.layers.AveragePooling2D(8), keras.layers.Flatten()])
-    embedder.save(tmp_path / "embedder.keras")
-    (tmp_path / "eval_report.json").write_text('{"lfw/threshold": 1.2, "sets": {"lfw": {"threshold": 1.2}}}')
+    embedder.save(path)
+    return path
+
+
+def test_verify_takes_the_threshold_of_the_named_set_or_gives_no_verdict(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    model = tiny_embedder(tmp_path / "embedder.keras")
+    report = tmp_path / "eval_report.json"  # 'agedb' sorts first and sits beside the model: neither may matter
+    report.write_text('{"sets": {"agedb": {"threshold": 1.9}, "lfw": {"threshold": 1.2}, "bad": {"error": "x"}}}')
 
     first = tmp_path / "astronaut.png"
     cv2.imwrite(str(first), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     turned = cv2.warpAffine(image[:, ::-1], cv2.getRotationMatrix2D((256, 256), 8, 1.0), (512, 512))
     second = tmp_path / "mirrored.jpg"
     cv2.imwrite(str(second), cv2.cvtColor(turned, cv2.COLOR_RGB2BGR))
+    photos = [str(first), str(second), "--model", str(model)]
 
     tool = load_tool(repo_root, "verify")
-    result = tool.main([str(first), str(second), "--model", str(tmp_path / "embedder.keras")])
-    assert result["threshold"] == pytest.approx(0.4)
-    assert "eval_report.json" in result["source"]
+    result = tool.main(photos + ["--report", str(report), "--set", "lfw"])
+    assert result["threshold"] == pytest.approx(0.4) and "lfw" in result["source"]
     assert result["similarity"] > 0.95 and result["same"]
     assert "same" in capsys.readouterr().out
+    assert tool.main(photos + ["--threshold", "0.99"])["same"] is (result["similarity"] >= 0.99)
 
+    unknown = tool.main(photos)
+    assert unknown["threshold"] is None and unknown["same"] is None
+    assert unknown["similarity"] == pytest.approx(result["similarity"])
+    assert "no threshold known" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match="no set 'cfp'; it has agedb, bad, lfw"):
+        tool.main(photos + ["--report", str(report), "--set", "cfp"])
+    with pytest.raises(SystemExit, match="'bad' has no threshold"):
+        tool.main(photos + ["--report", str(report), "--set", "bad"])
+    with pytest.raises(SystemExit) as exit_info:  # --report without --set: argparse's usage error
+        tool.main(photos + ["--report", str(report)])
+    assert exit_info.value.code == 2
     gray = tmp_path / "gray.png"
     cv2.imwrite(str(gray), np.full((100, 100, 3), 128, np.uint8))
     with pytest.raises(SystemExit, match="gray.png: no face"):
-        tool.main([str(first), str(gray), "--model", str(tmp_path / "embedder.keras"), "--threshold", "0.5"])
+        tool.main([str(first), str(gray), "--model", str(model), "--threshold", "0.5"])
 
 
-def test_verify_threshold_sources(tmp_path, repo_root):
-    tool = load_tool(repo_root, "verify")
-    model = tmp_path / "embedder.keras"
-    assert tool.report_threshold(model) is None
-    (tmp_path / "report.json").write_text('{"cfp_fp": {"threshold": 1.6}, "LFW": {"accuracy": 0.99, "threshold": 1.0}}')
-    threshold, source = tool.report_threshold(model)
-    assert threshold == pytest.approx(0.5) and "LFW" in source
+def test_verify_sees_the_crop_that_preprocess_writes_and_evaluation_reads(tmp_path, astronaut, repo_root):
+    from arcface_keras.data.verification import load_pairs
+
+    image, _ = astronaut
+    (tmp_path / "raw" / "ann").mkdir(parents=True)
+    photo = tmp_path / "raw" / "ann" / "ann_0001.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    load_tool(repo_root, "preprocess").main([str(tmp_path / "raw"), str(tmp_path / "aligned"), "--no-progress"])
+    (tmp_path / "aligned" / "pairs.txt").write_text("ann 1 1\n")
+    evaluated, _ = load_pairs(tmp_path / "aligned" / "pairs.txt")
+    verified = load_tool(repo_root, "verify").aligned_face(photo, (112, 112), 20)
+    np.testing.assert_array_equal(verified, evaluated[0])  # same detector, alignment, JPEG and decoder
 
 
 @pytest.mark.parametrize("name", ["preprocess", "verify"])

@@ -56,13 +56,19 @@ def read_rgb(path):
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def write_rgb(path, image_rgb, quality=95):
-    """Write an RGB image as JPEG, atomically."""
+def jpeg_bytes(image_rgb, quality=95, where="image"):
+    """An RGB image encoded as JPEG, as crops are stored."""
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ValueError(f"{path}: JPEG encoding failed")
+        raise ValueError(f"{where}: JPEG encoding failed")
+    return encoded.tobytes()
+
+
+def write_rgb(path, image_rgb, quality=95):
+    """Write an RGB image as JPEG, atomically."""
+    data = jpeg_bytes(image_rgb, quality, path)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(data)
 
 
 def crop_face(image_rgb, options):
