@@ -216,6 +216,52 @@ def test_preprocess_with_two_workers_reports_every_file(tmp_path):
     assert len(failures) == 7 and ("a/broken.png", "same_output") in failures
 
 
+def test_preprocess_reads_every_opencv_format(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    raw = tmp_path / "raw"
+    for person, name in (("alice", "a.pgm"), ("bob", "b.TIF")):  # grey PGM, colour TIFF (upper-case suffix)
+        (raw / person).mkdir(parents=True)
+        pixels = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if name.endswith(".pgm") else image[:, :, ::-1]
+        assert cv2.imwrite(str(raw / person / name), pixels)
+    report = load_tool(repo_root, "preprocess").main([str(raw), str(tmp_path / "out"), "--no-progress"])
+    assert report["images"] == 2 and report["written"] == 2
+    assert (tmp_path / "out" / "alice" / "a.jpg").is_file() and (tmp_path / "out" / "bob" / "b.jpg").is_file()
+    assert "2 written" in capsys.readouterr().out
+
+
+def test_preprocess_flat_folder_needs_flat_and_then_crops_flat(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "me.png"), image[:, :, ::-1])
+    cv2.imwrite(str(photos / "gray.jpg"), np.full((100, 100, 3), 128, np.uint8))
+    tool = load_tool(repo_root, "preprocess")
+    with pytest.raises(SystemExit, match="not in identity folders.*--flat") as exit_info:
+        tool.main([str(photos), str(tmp_path / "crops"), "--no-progress"])
+    assert exit_info.value.code not in (0, None) and "\n" not in str(exit_info.value.code)
+    assert not (tmp_path / "crops").exists()
+
+    report = tool.main([str(photos), str(tmp_path / "crops"), "--flat", "--no-progress"])
+    assert report["written"] == 1 and report["failed"] == {"no_face": 1}
+    assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["me.jpg"]
+    assert read_rgb(tmp_path / "crops" / "me.jpg").shape == (112, 112, 3)
+
+
+def test_preprocess_that_writes_nothing_fails(tmp_path, repo_root):
+    raw = tmp_path / "raw"
+    (raw / "bob").mkdir(parents=True)
+    cv2.imwrite(str(raw / "bob" / "gray.jpg"), np.full((100, 100, 3), 128, np.uint8))
+    (raw / "bob" / "notes.txt").write_text("not an image")
+    tool = load_tool(repo_root, "preprocess")
+    with pytest.raises(SystemExit, match="no face crop written") as exit_info:
+        tool.main([str(raw), str(tmp_path / "out"), "--no-progress"])
+    assert exit_info.value.code not in (0, None)
+    (tmp_path / "texts" / "bob").mkdir(parents=True)
+    (tmp_path / "texts" / "bob" / "notes.txt").write_text("not an image")
+    with pytest.raises(SystemExit, match="texts: no image files found"):
+        tool.main([str(tmp_path / "texts"), str(tmp_path / "out"), "--no-progress"])
+
+
 def test_crop_options_reject_unknown_modes():
     with pytest.raises(ValueError, match="align, box"):
         CropOptions(mode="warp")
@@ -226,40 +272,64 @@ def test_crop_options_reject_unknown_modes():
 # tools/verify.py
 
 
-def test_verify_same_person_with_threshold_from_eval_report(tmp_path, astronaut, repo_root, capsys):
+def tiny_embedder(path):
     import keras
 
-    image, _ = astronaut
     embedder = keras.Sequential([keras.Input((112, 112, 3)), keras.layers.AveragePooling2D(8), keras.layers.Flatten()])
-    embedder.save(tmp_path / "embedder.keras")
-    (tmp_path / "eval_report.json").write_text('{"lfw/threshold": 1.2, "sets": {"lfw": {"threshold": 1.2}}}')
+    embedder.save(path)
+    return path
+
+
+def test_verify_takes_the_threshold_of_the_named_set_or_gives_no_verdict(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    model = tiny_embedder(tmp_path / "embedder.keras")
+    report = tmp_path / "eval_report.json"  # 'agedb' sorts first and sits beside the model: neither may matter
+    report.write_text('{"sets": {"agedb": {"threshold": 1.9}, "lfw": {"threshold": 1.2}, "bad": {"error": "x"}}}')
 
     first = tmp_path / "astronaut.png"
     cv2.imwrite(str(first), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     turned = cv2.warpAffine(image[:, ::-1], cv2.getRotationMatrix2D((256, 256), 8, 1.0), (512, 512))
     second = tmp_path / "mirrored.jpg"
     cv2.imwrite(str(second), cv2.cvtColor(turned, cv2.COLOR_RGB2BGR))
+    photos = [str(first), str(second), "--model", str(model)]
 
     tool = load_tool(repo_root, "verify")
-    result = tool.main([str(first), str(second), "--model", str(tmp_path / "embedder.keras")])
-    assert result["threshold"] == pytest.approx(0.4)
-    assert "eval_report.json" in result["source"]
+    result = tool.main(photos + ["--report", str(report), "--set", "lfw"])
+    assert result["threshold"] == pytest.approx(0.4) and "lfw" in result["source"]
     assert result["similarity"] > 0.95 and result["same"]
     assert "same" in capsys.readouterr().out
+    assert tool.main(photos + ["--threshold", "0.99"])["same"] is (result["similarity"] >= 0.99)
 
+    unknown = tool.main(photos)
+    assert unknown["threshold"] is None and unknown["same"] is None
+    assert unknown["similarity"] == pytest.approx(result["similarity"])
+    assert "no threshold known" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match="no set 'cfp'; it has agedb, bad, lfw"):
+        tool.main(photos + ["--report", str(report), "--set", "cfp"])
+    with pytest.raises(SystemExit, match="'bad' has no threshold"):
+        tool.main(photos + ["--report", str(report), "--set", "bad"])
+    with pytest.raises(SystemExit) as exit_info:  # --report without --set: argparse's usage error
+        tool.main(photos + ["--report", str(report)])
+    assert exit_info.value.code == 2
     gray = tmp_path / "gray.png"
     cv2.imwrite(str(gray), np.full((100, 100, 3), 128, np.uint8))
     with pytest.raises(SystemExit, match="gray.png: no face"):
-        tool.main([str(first), str(gray), "--model", str(tmp_path / "embedder.keras"), "--threshold", "0.5"])
+        tool.main([str(first), str(gray), "--model", str(model), "--threshold", "0.5"])
 
 
-def test_verify_threshold_sources(tmp_path, repo_root):
-    tool = load_tool(repo_root, "verify")
-    model = tmp_path / "embedder.keras"
-    assert tool.report_threshold(model) is None
-    (tmp_path / "report.json").write_text('{"cfp_fp": {"threshold": 1.6}, "LFW": {"accuracy": 0.99, "threshold": 1.0}}')
-    threshold, source = tool.report_threshold(model)
-    assert threshold == pytest.approx(0.5) and "LFW" in source
+def test_verify_sees_the_crop_that_preprocess_writes_and_evaluation_reads(tmp_path, astronaut, repo_root):
+    from arcface_keras.data.verification import load_pairs
+
+    image, _ = astronaut
+    (tmp_path / "raw" / "ann").mkdir(parents=True)
+    photo = tmp_path / "raw" / "ann" / "ann_0001.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    load_tool(repo_root, "preprocess").main([str(tmp_path / "raw"), str(tmp_path / "aligned"), "--no-progress"])
+    (tmp_path / "aligned" / "pairs.txt").write_text("ann 1 1\n")
+    evaluated, _ = load_pairs(tmp_path / "aligned" / "pairs.txt")
+    verified = load_tool(repo_root, "verify").aligned_face(photo, (112, 112), 20)
+    np.testing.assert_array_equal(verified, evaluated[0])  # same detector, alignment, JPEG and decoder
 
 
 @pytest.mark.parametrize("name", ["preprocess", "verify"])

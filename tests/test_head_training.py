@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 import arcface_keras.heads  # noqa: F401
-from arcface_keras.data.pipeline import scale
 from arcface_keras.data.synthetic import render_identities, verification_accuracy
-from arcface_keras.evaluation.embed import resize_images
+from arcface_keras.evaluation.embed import model_inputs
 from arcface_keras.registry import HEADS
 
 SIZE, TRAIN_IDS, TRAIN_IMAGES, HELD_OUT_IDS, HELD_OUT_IMAGES = 24, 48, 8, 24, 8
@@ -32,7 +31,7 @@ def make_identities():
     """(train images, labels), (held-out images, labels): disjoint identities, float32 in [-1, 1]."""
     train, labels = render_identities(0, TRAIN_IDS, TRAIN_IMAGES)
     held, held_labels = render_identities(0, HELD_OUT_IDS, HELD_OUT_IMAGES, first_identity=TRAIN_IDS)
-    small = lambda images: scale(resize_images(images, (SIZE, SIZE)).astype("float32"))  # noqa: E731
+    small = lambda images: model_inputs(images, (SIZE, SIZE))  # noqa: E731
     return (small(train), labels.astype("int32")), (small(held), held_labels)
 
 

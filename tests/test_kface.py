@@ -120,10 +120,17 @@ def test_select_kface_tool_writes_lists_copies_and_short_report(kface_root, tmp_
         trains = {row["person"]: row["train"] for row in csv.DictReader(f)}
     assert trains == {PERSONS[0]: "80", PERSONS[1]: "80", PERSONS[2]: "70"}
 
-    paths, labels, names = list_identity_folder(out / "train")
-    assert names == list(PERSONS) and len(paths) == 230
+    paths, labels, names, empty = list_identity_folder(out / "train")
+    assert names == list(PERSONS) and len(paths) == 230 and empty == []
     accessory, lighting, expression, camera = path[: -len(".jpg")].split("/")[1:]
     assert (out / "test" / person / f"{accessory}_{lighting}_{expression}_{camera}.jpg").is_file()
+
+
+def test_select_kface_that_keeps_nobody_fails(kface_root, tmp_path, repo_root):
+    argv = [str(kface_root), "--out", str(tmp_path / "none"), "--camera", "C5", "--test", "500", "--drop-short"]
+    with pytest.raises(SystemExit, match="every person has fewer than 500 selected images") as exit_info:
+        load_tool(repo_root, "select_kface").main(argv)
+    assert exit_info.value.code not in (0, None) and not (tmp_path / "none").exists()
 
 
 def test_select_kface_help(repo_root, capsys):

@@ -78,6 +78,41 @@ def test_merge_offsets_labels_and_keeps_bytes(two_sources, repo_root, capsys):
         ("broken.jpg", "not a decodable image"), ("empty.jpg", "empty file")]
 
 
+def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, capsys):
+    rng = np.random.default_rng(1)
+    written = write_identities(tmp_path / "faces", ["anna", "carl"], 3, rng)
+    (tmp_path / "faces" / "bert").mkdir()  # empty
+    (tmp_path / "faces" / "dora").mkdir()
+    (tmp_path / "faces" / "dora" / "notes.txt").write_text("no images here")
+    (tmp_path / "faces" / "emil").mkdir()  # only an image that does not decode
+    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    load_tool(repo_root).main(["--source", str(tmp_path / "faces"), "--out", str(out),
+                                                "--shards", "2", "--verify", "--quiet"])
+    printed = capsys.readouterr().out
+    assert "wrote 6 images of 2 classes" in printed and "3 identities with no usable image" in printed
+
+    manifest = read_manifest(out)
+    assert manifest["class_names"] == ["anna", "carl"] and manifest["num_classes"] == 2
+    assert manifest["sources"][0]["num_classes"] == 2 and manifest["empty_identities"] == 3
+    expected = {data: ["anna", "carl"].index(name) for data, name in written.items()}
+    assert dict(read_back(out)) == expected  # labels dense: carl is 1, not 2 or 4
+    with open(out / "skipped.csv") as f:
+        rows = {(os.path.basename(r["item"]), r["reason"]) for r in csv.DictReader(f)}
+    assert rows == {("bert", "no image files"), ("dora", "no image files"), ("emil", "no usable image"),
+                    ("0.jpg", "not a decodable image")}
+
+
+def test_a_conversion_that_writes_nothing_fails(tmp_path, repo_root):
+    (tmp_path / "faces" / "emil").mkdir(parents=True)
+    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="no usable image in .*faces") as exit_info:
+        load_tool(repo_root).main(["--source", str(tmp_path / "faces"), "--out", str(out), "--quiet"])
+    assert exit_info.value.code not in (0, None)
+    assert sorted(p.name for p in out.iterdir()) == ["skipped.csv"]  # no manifest, no empty shards
+
+
 def test_verify_names_truncated_shard(two_sources, repo_root):
     tmp_path, _, _ = two_sources
     out = tmp_path / "set"

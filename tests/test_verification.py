@@ -176,9 +176,14 @@ def test_embed_images_sums_the_mirror_and_normalises(embedder):
 def test_embed_images_resizes_to_the_model_input(embedder):
     from arcface_keras.evaluation.embed import embed_images
 
+    import tensorflow as tf
+
     images = np.random.default_rng(1).integers(0, 256, (3, 24, 20, 3), dtype=np.uint8)
-    resized = np.stack([cv2.resize(image, (16, 16), interpolation=cv2.INTER_AREA) for image in images])
-    np.testing.assert_allclose(embed_images(embedder, images), embed_images(embedder, resized), atol=1e-6)
+    # Area-averaged on float pixels, as the training pipeline resizes (no rounding to uint8 in between).
+    inputs = (tf.image.resize(images.astype(np.float32), (16, 16), method="area").numpy() - 127.5) / 127.5
+    raw = embedder.predict_on_batch(inputs) + embedder.predict_on_batch(inputs[:, :, ::-1])
+    expected = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    np.testing.assert_allclose(embed_images(embedder, images), expected, atol=1e-6)
     with pytest.raises(ValueError, match="uint8"):
         embed_images(embedder, images.astype(np.float32))
 

@@ -11,11 +11,8 @@ head variants (scale 32 for every margin head; triplet batches are P identities 
 The table (Markdown) is printed and written with the per-run results to <work_dir>/compare.{md,json}.
 """
 import argparse
-import os
 import pathlib
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 

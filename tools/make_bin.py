@@ -5,7 +5,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from arcface_keras.data.verification import decode_image, pair_paths, parse_pairs_txt, write_bin  # noqa: E402
+from arcface_keras.data.decode import decode_rgb  # noqa: E402
+from arcface_keras.data.verification import pair_paths, parse_pairs_txt, write_bin  # noqa: E402
 
 
 def parse_args(argv):
@@ -22,7 +23,7 @@ def main(argv=None):
         paths, issame = pair_paths(parse_pairs_txt(args.pairs), args.root or args.pairs.parent, args.pairs)
         encoded = [path.read_bytes() for path in paths]
         for path, data in zip(paths, encoded):
-            decode_image(data, path)  # refuse to pack what no reader could decode
+            decode_rgb(data, path)  # refuse to pack what no reader could decode
     except (FileNotFoundError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     write_bin(args.out, encoded, issame)

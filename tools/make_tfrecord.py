@@ -10,9 +10,6 @@ sources before it (MS1M's 85,742 identities then K-Face's 400 → 86,142 classes
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
 
 import argparse  # noqa: E402
-import os  # noqa: E402
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class AppendSource(argparse.Action):
@@ -89,9 +86,12 @@ def main(argv=None):
             for entry in manifest["sources"]:
                 print(f"  {entry['name']}: {entry['num_images']} images, {entry['num_classes']} classes, "
                       f"labels from {entry['label_offset']} ({entry['kind']} {entry['path']})")
+            report = pathlib.Path(args.out) / "skipped.csv"
             if manifest["skipped"]:
-                report = pathlib.Path(args.out) / "skipped.csv"
                 print(f"skipped {manifest['skipped']} unreadable or empty images: see {report}")
+            if manifest["empty_identities"]:
+                print(f"skipped {manifest['empty_identities']} identities with no usable image (they get no label): "
+                      f"see {report}")
         if args.verify:
             summary = tfrecord.verify(args.out)
             print(f"verified {summary['shards']} shards: {summary['num_images']} images, "

@@ -1,13 +1,13 @@
 """Detect, align and crop every face photo of an identity-folder tree (MTCNN + 5-point template).
 
     python tools/preprocess.py raw/ aligned/ --size 112 --workers 2 --resume
+    python tools/preprocess.py photos/ photos_aligned/ --flat      # a flat folder of photos, crops flat too
+
+Exits non-zero when no crop exists afterwards.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
 
 import argparse
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from arcface_keras.faces.align import parse_size  # noqa: E402
 from arcface_keras.faces.preprocess import MODES, CropOptions, format_report, preprocess  # noqa: E402
@@ -15,7 +15,7 @@ from arcface_keras.faces.preprocess import MODES, CropOptions, format_report, pr
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="input tree: <input>/<identity>/.../<image> (any depth)")
+    parser.add_argument("input", help="input tree: <input>/<identity>/.../<image> (any depth), or photos with --flat")
     parser.add_argument("output", help="output tree of crops, same relative paths (.jpg)")
     parser.add_argument("--size", type=parse_size, default=(112, 112), help="crop size: 112 or 112x96 (height x width)")
     parser.add_argument("--mode", choices=MODES, default="align", help="align: 5-point template; box: enlarged box")
@@ -25,11 +25,16 @@ def parse_args(argv=None):
     parser.add_argument(
         "--identity-pattern", help="regex with one group giving the identity from the relative path (default: first folder)"
     )
+    parser.add_argument("--flat", action="store_true",
+                        help="no identities: crop every photo to the same relative path under OUTPUT")
     parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own detector")
     parser.add_argument("--resume", action="store_true", help="skip images whose crop already exists")
     parser.add_argument("--failures", help="failures CSV (default: <output>_failures.csv beside the output)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.flat and args.identity_pattern:
+        parser.error("--flat and --identity-pattern exclude each other: flat crops have no identity")
+    return args
 
 
 def main(argv=None):
@@ -37,16 +42,14 @@ def main(argv=None):
     options = CropOptions(
         size=args.size, mode=args.mode, margin=args.margin, min_face=args.min_face, pick=args.pick, resume=args.resume
     )
-    report = preprocess(
-        args.input,
-        args.output,
-        options,
-        workers=args.workers,
-        identity_pattern=args.identity_pattern,
-        failures_path=args.failures,
-        progress=not args.no_progress,
-    )
+    try:
+        report = preprocess(args.input, args.output, options, workers=args.workers, identity_pattern=args.identity_pattern,
+                            failures_path=args.failures, progress=not args.no_progress, flat=args.flat)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"preprocess: {error}") from None
     print(format_report(report))
+    if report["written"] + report["exists"] == 0:
+        raise SystemExit(f"preprocess: no face crop written to {args.output}: see {report['failures_csv']}")
     return report
 
 

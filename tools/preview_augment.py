@@ -10,11 +10,6 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def parse_args(argv):
@@ -48,10 +43,12 @@ def load_images(inputs, rows, size):
     import cv2
     import numpy as np
 
+    from arcface_keras.data.folders import is_image_file
+
     paths = []
     for item in map(pathlib.Path, inputs):
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += sorted(p for p in item.rglob("*") if is_image_file(p))
         elif item.is_file():
             paths.append(item)
         else:

@@ -8,8 +8,6 @@ import os
 import pathlib
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from arcface_keras.config import ConfigError, load_experiment  # noqa: E402

@@ -53,6 +53,9 @@ def main(argv=None):
         raise SystemExit(f"{args.root}: no images match layout {args.layout!r} and the selection {selection}")
     train, test, counts = kface.split(images, args.train, args.test, args.test_ratio, args.seed, args.drop_short)
     needed = None if args.test is None else args.test + (args.train or 0)
+    if not train and not test:
+        raise SystemExit(f"{args.root}: every person has fewer than {needed} selected images and --drop-short "
+                         "left them all out; nothing written")
     paths = kface.write_split(args.out, train, test, counts, needed)
     write_json(pathlib.Path(args.out) / "selection.json", vars(args))
     if args.copy:

@@ -1,26 +1,23 @@
 """Are two photos the same person? Detect, align, embed (with flip) and compare by cosine similarity.
 
-    python tools/verify.py me.jpg you.jpg --model work_dirs/run/embedder.keras
+    python tools/verify.py me.jpg you.jpg --model work_dirs/run/embedder.keras \\
+        --report work_dirs/run/eval_report.json --set lfw
+    python tools/verify.py me.jpg you.jpg --model embedder.keras --threshold 0.35
 
-The threshold is --threshold (cosine), else the one in the model's evaluation report beside it
-(eval_report.json or report.json; its squared-L2 threshold d becomes cosine 1 - d/2, preferring
-the LFW set when several are listed), else 0.3 (cosine; squared-L2 1.4, typical of ArcFace models on LFW).
+Each photo is cropped exactly as tools/preprocess.py crops (largest face, 5-point alignment, JPEG at
+quality 95) and decoded as training and evaluation decode. The threshold is that of one set of an
+evaluation report (--report with --set; its squared-L2 threshold d becomes cosine 1 - d/2) or
+--threshold (cosine). With neither, the similarity is printed and no verdict is given.
 """
 import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from arcface_keras.faces import align, detect  # noqa: E402
-from arcface_keras.faces.preprocess import read_rgb  # noqa: E402
-
-DEFAULT_THRESHOLD = 0.3
-REPORT_NAMES = ("eval_report.json", "report.json")
+from arcface_keras.data.decode import decode_rgb  # noqa: E402
+from arcface_keras.faces.preprocess import CropOptions, crop_face, jpeg_bytes, read_rgb  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -28,48 +25,53 @@ def parse_args(argv=None):
     parser.add_argument("photo1")
     parser.add_argument("photo2")
     parser.add_argument("--model", required=True, help="embedder .keras: (B,112,112,3) in [-1,1] -> (B,D)")
+    parser.add_argument("--report", type=pathlib.Path,
+                        help="evaluation report (eval_report.json of a run, or tools/eval.py --out) to take a threshold from")
+    parser.add_argument("--set", dest="set_name", metavar="NAME", help="the verification set of --report, e.g. lfw")
     parser.add_argument("--threshold", type=float, help="cosine similarity at or above which the photos are 'same'")
     parser.add_argument("--min-face", type=int, default=20, help="smallest face to consider (pixels)")
     parser.add_argument("--no-flip", action="store_true", help="embed without the mirrored image")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.report is None) != (args.set_name is None):
+        parser.error("--report and --set go together: the threshold of set NAME in report R")
+    if args.report is not None and args.threshold is not None:
+        parser.error("give --report/--set or --threshold, not both")
+    return args
+
+
+def report_threshold(report_path, set_name):
+    """(cosine threshold, where it came from) of set `set_name` in an evaluation report; SystemExit if absent."""
+    try:
+        sets = json.loads(pathlib.Path(report_path).read_text()).get("sets")
+    except (OSError, ValueError, AttributeError) as error:
+        raise SystemExit(f"{report_path}: not a readable evaluation report ({error})") from None
+    if not isinstance(sets, dict) or not sets:
+        raise SystemExit(f"{report_path}: no 'sets' in this report; expected one written by a run or tools/eval.py")
+    if set_name not in sets:
+        raise SystemExit(f"{report_path}: no set {set_name!r}; it has {', '.join(sorted(sets))}")
+    distance = sets[set_name].get("threshold") if isinstance(sets[set_name], dict) else None
+    if not isinstance(distance, (int, float)):
+        raise SystemExit(f"{report_path}: set {set_name!r} has no threshold (was it evaluated?)")
+    return 1.0 - distance / 2.0, f"{report_path} {set_name}: squared-L2 {distance:.3f}"
 
 
 def aligned_face(path, size, min_face):
-    """The largest face of a photo, aligned to the template; exits with a one-line error when there is none."""
+    """The largest face of a photo as a training crop: aligned, stored as JPEG, decoded by the one decoder."""
     image = read_rgb(path)
     if image is None:
         raise SystemExit(f"{path}: not a readable image")
-    faces = [face for face in detect.detect(image, min_size=min(min_face, 20)) if face.size >= min_face]
-    if not faces:
-        raise SystemExit(f"{path}: no face of at least {min_face} pixels found")
-    return align.align_face(image, detect.pick_face(faces, "largest").landmarks, size)
-
-
-def _thresholds(data, prefix=""):
-    """(name, value) of every numeric 'threshold' or '<set>/threshold' entry in a JSON report, in order."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            name = f"{prefix}{key}"
-            if (key == "threshold" or key.endswith("/threshold")) and isinstance(value, (int, float)):
-                yield name, float(value)
-            else:
-                yield from _thresholds(value, name + ".")
-
-
-def report_threshold(model_path):
-    """(cosine threshold, where it came from) from a report beside the model, or None."""
-    for report_name in REPORT_NAMES:
-        path = pathlib.Path(model_path).parent / report_name
-        if path.is_file():
-            found = list(_thresholds(json.loads(path.read_text())))
-            if found:
-                name, distance = next((item for item in found if "lfw" in item[0].lower()), found[0])
-                return 1.0 - distance / 2.0, f"{path} ({name}: squared-L2 {distance:.3f})"
-    return None
+    options = CropOptions(size=size, min_face=min_face)
+    crop = crop_face(image, options)
+    if isinstance(crop, str):
+        raise SystemExit(f"{path}: {crop.replace('_', ' ')} (faces of at least {min_face} pixels are used)")
+    return decode_rgb(jpeg_bytes(crop, options.quality, path), path)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    threshold, source = args.threshold, "--threshold"
+    if args.report is not None:
+        threshold, source = report_threshold(args.report, args.set_name)
     import keras
 
     import arcface_keras.backbones  # noqa: F401  (registers the backbone layers for loading)
@@ -81,11 +83,10 @@ def main(argv=None):
     faces = np.stack([aligned_face(path, size, args.min_face) for path in (args.photo1, args.photo2)])
     embeddings = embed_images(embedder, faces, batch_size=2, flip=not args.no_flip)
     similarity = float(np.dot(embeddings[0], embeddings[1]))
-
-    if args.threshold is not None:
-        threshold, source = args.threshold, "--threshold"
-    else:
-        threshold, source = report_threshold(args.model) or (DEFAULT_THRESHOLD, "default")
+    if threshold is None:
+        print(f"cosine similarity {similarity:.4f}; no threshold known, so no verdict: "
+              "give --report REPORT --set NAME or --threshold")
+        return {"similarity": similarity, "threshold": None, "source": None, "same": None}
     same = similarity >= threshold
     print(f"cosine similarity {similarity:.4f}, threshold {threshold:.4f} ({source}): {'same' if same else 'different'}")
     return {"similarity": similarity, "threshold": threshold, "source": source, "same": same}

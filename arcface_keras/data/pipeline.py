@@ -4,19 +4,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from arcface_keras.data.decode import decode_image
 from arcface_keras.data.tfrecord import read_examples
-
-
-def decode_image(image_bytes, image_size):
-    """Encoded JPEG/PNG bytes → float32 RGB (image_size, image_size, 3) in [0, 255]."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    image = tf.cast(image, tf.float32)
-    image.set_shape([None, None, 3])
-    if image_size is not None:
-        same = tf.reduce_all(tf.shape(image)[:2] == image_size)
-        image = tf.cond(same, lambda: image, lambda: tf.image.resize(image, (image_size, image_size), method="area"))
-        image.set_shape([image_size, image_size, 3])
-    return image
 
 
 def scale(images):

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from arcface_keras.data import recordio
 from arcface_keras.data.folders import list_identity_folder
-from arcface_keras.data.tfrecord import MANIFEST, write_records
+from arcface_keras.data.tfrecord import MANIFEST, relabel_shards, write_records
 from arcface_keras.io import atomic_path, write_json
 
 DEFAULT_JPEG_QUALITY = 95
@@ -23,10 +23,11 @@ class Source:
 
     kind = ""
 
-    def __init__(self, path, class_names, name=None):
+    def __init__(self, path, class_names, name=None, empty_classes=()):
         self.path = str(path)
         self.class_names = list(class_names)
         self.name = name or default_name(path)
+        self.empty_classes = list(empty_classes)  # identities found with no image at all: no label
 
     @property
     def num_classes(self):
@@ -44,8 +45,8 @@ class Source:
 class FileSource(Source):
     """Image files with known labels: an identity folder or a list file."""
 
-    def __init__(self, path, kind, paths, labels, class_names, name=None):
-        super().__init__(path, class_names, name)
+    def __init__(self, path, kind, paths, labels, class_names, name=None, empty_classes=()):
+        super().__init__(path, class_names, name, empty_classes)
         self.kind = kind
         self.paths, self.labels = list(paths), list(labels)
 
@@ -89,9 +90,9 @@ def default_name(path):
 
 
 def folder_source(root, name=None):
-    """`root/<identity>/<image>`: labels by sorted identity name."""
-    paths, labels, class_names = list_identity_folder(root)
-    return FileSource(root, "folder", paths, labels, class_names, name)
+    """`root/<identity>/<image>`: labels by sorted identity name; folders without images get none."""
+    paths, labels, class_names, empty = list_identity_folder(root)
+    return FileSource(root, "folder", paths, labels, class_names, name, empty)
 
 
 def read_list(list_path, root=None):
@@ -167,8 +168,10 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
     """Write every source into one sharded TFRecord set with one label space; returns the manifest.
 
     Source k's labels are offset by the classes of sources 0..k−1. Images go in shuffled order
-    (with `seed`) unless `shuffle` is False. Bad images are skipped, listed in `skipped.csv`
-    and counted in the manifest. The manifest is written last: a folder with one is complete.
+    (with `seed`) unless `shuffle` is False. Bad images are skipped, and identities left with no
+    usable image get no label (labels stay dense); both are listed in `skipped.csv` and counted in
+    the manifest. The manifest is written last: a folder with one is complete. ValueError when no
+    image at all could be written.
     """
     if not sources:
         raise ValueError("no sources to convert: give at least one identity folder, list file or .rec file")
@@ -182,37 +185,67 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
         permutation = np.random.default_rng(seed).permutation(len(which))
         which, index = which[permutation], index[permutation]
     order = ((int(s), int(i)) for s, i in zip(which, index))
-    skipped, lock = [], threading.Lock()
+    skipped, images_per_class, lock = [], np.zeros(len(class_names), np.int64), threading.Lock()
 
     def prepare(item):
         s, i = item
         try:
             data, label = sources[s].read(i)
-            return encoded_image(data, reencode_quality), label + offsets[s]
+            encoded, label = encoded_image(data, reencode_quality), label + offsets[s]
         except (OSError, SkippedImage, recordio.RecordIOError) as error:
             with lock:
                 skipped.append((names[s], sources[s].describe(i), str(error) or type(error).__name__))
             return None
+        with lock:
+            images_per_class[label] += 1
+        return encoded, label
 
     bar = tqdm(order, total=len(which), desc=f"writing {out_dir}", unit="img", disable=not progress)
     shards = write_records(bar, out_dir, num_shards, workers=workers, prepare=prepare)
     skipped.sort()
-    write_skipped(out_dir / "skipped.csv", skipped)
-    entries = []
-    for name, source, offset in zip(names, sources, offsets):
-        bad = sum(row[0] == name for row in skipped)
-        entries.append({**source.entry(offset, len(source) - bad), "name": name, "skipped": bad})
+    empty = empty_identities(sources, names, offsets, images_per_class)
+    write_skipped(out_dir / "skipped.csv", skipped + empty)
+    if not sum(shards.values()):
+        for shard in shards:
+            (out_dir / shard).unlink()
+        raise ValueError(f"no usable image in {', '.join(source.path for source in sources)}: "
+                         f"see {out_dir / 'skipped.csv'}")
+    kept = images_per_class > 0
+    if not kept.all():
+        relabel_shards(out_dir, shards, np.cumsum(kept) - 1)
     manifest = {
-        "num_classes": len(class_names),
+        "num_classes": int(kept.sum()),
         "num_images": sum(shards.values()),
-        "class_names": class_names,
-        "sources": entries,
+        "class_names": [n for n, keep in zip(class_names, kept) if keep],
+        "sources": source_entries(sources, names, offsets, kept, skipped, empty),
         "shards": shards,
         "skipped": len(skipped),
+        "empty_identities": len(empty),
         "reencode_quality": reencode_quality,
     }
     write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def empty_identities(sources, names, offsets, images_per_class):
+    """(source name, identity, reason) of identities without any image written: they get no label."""
+    rows = []
+    for name, source, offset in zip(names, sources, offsets):
+        rows += [(name, identity, "no image files") for identity in source.empty_classes]
+        rows += [(name, identity, "no usable image") for k, identity in enumerate(source.class_names)
+                 if not images_per_class[offset + k]]
+    return rows
+
+
+def source_entries(sources, names, offsets, kept, skipped, empty):
+    """The manifest's per-source entries, with offsets and class counts of the labels kept."""
+    entries = []
+    for name, source, offset in zip(names, sources, offsets):
+        bad = sum(row[0] == name for row in skipped)
+        entries.append({**source.entry(int(kept[:offset].sum()), len(source) - bad), "name": name, "skipped": bad,
+                        "num_classes": int(kept[offset:offset + source.num_classes].sum()),
+                        "empty_identities": sum(row[0] == name for row in empty)})
+    return entries
 
 
 def write_skipped(path, rows):

@@ -97,6 +97,16 @@ def write_records(items, out_dir, num_shards, workers=1, prepare=None):
     return dict(zip(names, counts))
 
 
+def relabel_shards(out_dir, names, new_label):
+    """Rewrite the shards `names` of `out_dir` with every label l replaced by new_label[l], each atomically."""
+    for name in names:
+        path = Path(out_dir) / name
+        examples = tf.data.TFRecordDataset(str(path)).map(parse_example).as_numpy_iterator()
+        with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+            for image, label in examples:
+                writer.write(encode_example(image, new_label[label]))
+
+
 def write_shards(examples, out_dir, num_shards, manifest, workers=1):
     """Write (image_bytes, label) pairs round-robin into `num_shards` shards, then the manifest.
 

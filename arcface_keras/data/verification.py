@@ -16,10 +16,10 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
-from arcface_keras.data.folders import IMAGE_SUFFIXES
+from arcface_keras.data.decode import decode_rgb
+from arcface_keras.data.folders import is_image_file
 from arcface_keras.io import atomic_path
 
 PAIRS_TXT = "pairs.txt"
@@ -94,7 +94,7 @@ def write_pairs_txt(path, folds):
 
 def identity_images(folder):
     """Image files of one identity folder, in sorted order."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p))
 
 
 def _lfw_path(root, name, number):
@@ -127,16 +127,7 @@ def pair_paths(pairs, root, source):
     return paths, np.array([p.issame for p in pairs], bool)
 
 
-# --- decoding -------------------------------------------------------------------------------------
-
-
-def decode_image(data, where):
-    """Encoded image bytes (or a uint8 array of them, as cv2.imencode returns) → uint8 RGB (H, W, 3)."""
-    buffer = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else np.asarray(data, np.uint8).reshape(-1)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{where}: not a decodable image ({buffer.size} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+# --- loading --------------------------------------------------------------------------------------
 
 
 def _stack(images, wheres):
@@ -156,7 +147,7 @@ def load_pairs(pairs_txt, root=None):
 def load_pair_list(pairs, root, source):
     """Images and issame of Pair records whose images lie under `root`; errors name `source`."""
     paths, issame = pair_paths(pairs, root, source)
-    return _stack([decode_image(p.read_bytes(), p) for p in paths], paths), issame
+    return _stack([decode_rgb(p.read_bytes(), p) for p in paths], paths), issame
 
 
 # --- insightface .bin -----------------------------------------------------------------------------
@@ -213,7 +204,7 @@ def load_bin(path):
     """Images and issame of an insightface verification .bin (lfw.bin, cfp_fp.bin, agedb_30.bin, ...)."""
     bins, issame = read_bin(path)
     wheres = [f"{path}: image {i}" for i in range(len(bins))]
-    return _stack([decode_image(b, w) for b, w in zip(bins, wheres)], wheres), issame
+    return _stack([decode_rgb(b, w) for b, w in zip(bins, wheres)], wheres), issame
 
 
 def write_bin(path, images_encoded, issame):

@@ -1,17 +1,21 @@
 """Embeddings of face images as the verification protocol wants them: flip-summed, L2-normalised."""
-import cv2
 import numpy as np
 
+from arcface_keras.data.decode import resize_area
 from arcface_keras.data.pipeline import scale
 from arcface_keras.evaluation.verification import l2_normalize
 
 
-def resize_images(images, size):
-    """Resize uint8 (N, H, W, 3) images to size = (height, width) with cv2.INTER_AREA."""
-    height, width = size
-    if images.shape[1:3] == (height, width):
-        return images
-    return np.stack([cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) for image in images])
+def model_inputs(images, size):
+    """uint8 RGB images (N, H, W, 3) → float32 model inputs in [-1, 1] at size = (height, width).
+
+    Resized by area averaging on float pixels, the op the training pipeline uses, so that an image
+    is fed to the model the same in training and in evaluation.
+    """
+    images = np.asarray(images).astype(np.float32)
+    if None not in size and images.shape[1:3] != tuple(size):
+        images = np.asarray(resize_area(images, size))
+    return scale(images)
 
 
 def embed_images(embedder, images, batch_size=128, flip=True):
@@ -30,7 +34,7 @@ def embed_images(embedder, images, batch_size=128, flip=True):
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        batch = scale((batch if None in size else resize_images(batch, size)).astype(np.float32))
+        batch = model_inputs(batch, size)
         embedding = np.asarray(embedder.predict_on_batch(batch), np.float32)
         if flip:
             embedding = embedding + np.asarray(embedder.predict_on_batch(np.ascontiguousarray(batch[:, :, ::-1])), np.float32)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from arcface_keras.data.folders import IMAGE_SUFFIXES
+from arcface_keras.data.folders import IMAGE_SUFFIXES, is_image_file
 from arcface_keras.faces import align, detect
 from arcface_keras.io import atomic_path, write_text
 
@@ -56,13 +56,19 @@ def read_rgb(path):
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def write_rgb(path, image_rgb, quality=95):
-    """Write an RGB image as JPEG, atomically."""
+def jpeg_bytes(image_rgb, quality=95, where="image"):
+    """An RGB image encoded as JPEG, as crops are stored."""
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise ValueError(f"{path}: JPEG encoding failed")
+        raise ValueError(f"{where}: JPEG encoding failed")
+    return encoded.tobytes()
+
+
+def write_rgb(path, image_rgb, quality=95):
+    """Write an RGB image as JPEG, atomically."""
+    data = jpeg_bytes(image_rgb, quality, path)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(data)
 
 
 def crop_face(image_rgb, options):
@@ -101,13 +107,14 @@ def process_image(src, dst, options):
 
 
 def list_images(root):
-    """Relative POSIX paths of all images under `root`, any depth, sorted."""
+    """Relative POSIX paths of all images under `root`, any depth, sorted; ValueError when there are none."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: input is not a directory")
-    return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    images = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if is_image_file(p))
+    if not images:
+        raise ValueError(f"{root}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
 
 
 def identity_of(relative_path, pattern=None):
@@ -121,8 +128,8 @@ def identity_of(relative_path, pattern=None):
 
 def output_path(relative_path, identity):
     """`<identity>/...` for the crop: the input's relative path if it starts with the identity folder,
-    else the relative path under an identity folder; always with a .jpg suffix."""
-    if not relative_path.startswith(identity + "/"):
+    else the relative path under an identity folder (as it is for identity ""); always with a .jpg suffix."""
+    if identity and not relative_path.startswith(identity + "/"):
         relative_path = f"{identity}/{relative_path}"
     path = Path(relative_path)
     return path if path.suffix.lower() in (".jpg", ".jpeg") else path.with_suffix(".jpg")
@@ -137,22 +144,28 @@ def _process_job(job):
 
 
 def preprocess(
-    in_dir, out_dir, options=CropOptions(), workers=1, identity_pattern=None, failures_path=None, progress=True
+    in_dir, out_dir, options=CropOptions(), workers=1, identity_pattern=None, failures_path=None, progress=True,
+    flat=False,
 ):
     """Crop every image of `in_dir` into `out_dir`; returns a report dict.
 
-    The report holds counts (images found, written, exists = skipped by resume, failed by reason),
-    identities (found, with at least one crop) and the failures CSV path (columns path, reason;
-    paths relative to `in_dir`), written beside `out_dir` unless `failures_path` is given.
+    With `flat`, crops keep the images' relative paths and no identities are looked for (a folder of
+    photos for verification). The report holds counts (images found, written, exists = skipped by
+    resume, failed by reason), identities (found, with at least one crop) and the failures CSV path
+    (columns path, reason; paths relative to `in_dir`), written beside `out_dir` unless `failures_path`
+    is given. A folder of photos with no identity folders at all is a ValueError saying to use `flat`.
     """
     if identity_pattern is not None and re.compile(identity_pattern).groups != 1:
         raise ValueError(f"identity pattern {identity_pattern!r}: expected exactly one group, e.g. '^([^/]+)/'")
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     failures_path = Path(failures_path) if failures_path else out_dir.parent / f"{out_dir.name}_failures.csv"
     images = list_images(in_dir)
+    identities = ["" if flat else identity_of(relative, identity_pattern) for relative in images]
+    if not flat and identity_pattern is None and not any(identities):
+        raise ValueError(f"{in_dir}: its images lie directly in it, not in identity folders {in_dir}/<identity>/; "
+                         "add --flat to crop them into a flat folder, or give each person a folder")
     failures, jobs, outputs = [], [], set()
-    for relative in images:
-        identity = identity_of(relative, identity_pattern)
+    for relative, identity in zip(images, identities):
         dst = None if identity is None else out_dir / output_path(relative, identity)
         if identity is None:
             failures.append((relative, NO_IDENTITY))
@@ -181,8 +194,8 @@ def preprocess(
         "written": counts[WRITTEN],
         "exists": counts[EXISTS],
         "failed": dict(sorted(collections.Counter(reason for _, reason in failures).items())),
-        "identities": len({identity for _, identity, _ in jobs}),
-        "identities_with_crops": len(with_crops),
+        "identities": len({identity for _, identity, _ in jobs if identity}),
+        "identities_with_crops": len(with_crops - {""}),
         "failures_csv": str(failures_path),
     }
 
@@ -200,9 +213,9 @@ def _run(jobs, workers, progress):
 def format_report(report):
     """Counts as printed at the end of a run."""
     failed = ", ".join(f"{reason} {n}" for reason, n in report["failed"].items()) or "none"
+    identities = f"{report['identities_with_crops']}/{report['identities']} identities have crops; "
     return (
         f"{report['images']} images: {report['written']} written, {report['exists']} skipped (existing), "
-        f"{sum(report['failed'].values())} failed ({failed}); "
-        f"{report['identities_with_crops']}/{report['identities']} identities have crops; "
+        f"{sum(report['failed'].values())} failed ({failed}); {identities if report['identities'] else ''}"
         f"failures listed in {report['failures_csv']}"
     )
