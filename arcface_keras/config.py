@@ -9,6 +9,7 @@ import ast
 import dataclasses
 import difflib
 import json
+import re
 import runpy
 import sys
 import typing
@@ -134,8 +135,8 @@ def load_experiment(path, overrides=(), check_paths=True):
     try:
         validate(experiment, check_paths)
     except MissingPathError as exc:
-        how = (f"with the commands in the docstring of {path}" if "tools/" in (namespace.get("__doc__") or "")
-               else "")
+        prepares = re.search(r"tools/(make_|preprocess|select_)", namespace.get("__doc__") or "")
+        how = f"with the commands in the docstring of {path}" if prepares else ""
         raise MissingPathError(f"{exc}; prepare the data first {how}".rstrip()
                                + ", or point the setting elsewhere with --set") from None
     return experiment

@@ -27,7 +27,7 @@ def noise(size=112):
 def training_input(data, folder, image_size=112):
     """What the model is fed in training for these bytes (no augmentation)."""
     write_shards([(data, 0)], folder, 1, {"num_classes": 1})
-    (images, _), _ = next(iter(train_dataset(folder, 1, image_size, shuffle_buffer=1)))
+    (images, _), _ = next(iter(train_dataset(folder, 1, image_size, steps_per_epoch=1, epochs=1, shuffle_buffer=1)))
     return images.numpy()[0]
 
 
