@@ -1,4 +1,5 @@
 """`run(experiment)`: build data, model and optimizer under a strategy, fit, save, evaluate."""
+import os
 import platform
 import sys
 import time
@@ -13,7 +14,7 @@ from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
 from arcface_keras.training import callbacks as cb
 from arcface_keras.heads.partial_fc import RowSparseSGD
-from arcface_keras.training import distribute
+from arcface_keras.training import distribute, watch
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
 from arcface_keras.training.model import build_face_model, check_model_config
 from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
@@ -112,10 +113,10 @@ def train_and_evaluate(experiment, command):
     run_wandb = start_wandb(experiment, work_dir) if chief else None
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if chief:
-        callbacks += [
+        callbacks = watch.watch(experiment, work_dir, folder, steps_per_epoch, total_steps, global_batch, start) + [
+            *callbacks,
             cb.StepCheckpoint(work_dir / "checkpoints", t.save_steps),
             keras.callbacks.CSVLogger(str(work_dir / "train_log.csv"), append=True),
-            cb.WandbLogger(experiment.log.every_steps),
         ]
         if experiment.eval.every_steps:
             callbacks.append(cb.VerificationCallback(
@@ -144,7 +145,7 @@ def train_and_evaluate(experiment, command):
         cb.log_wandb(metrics, result["step"])
         result.update(metrics)
         write_json(work_dir / "eval_report.json", {"experiment": experiment.name, **result, "sets": evaluator.reports})
-        finish_wandb(run_wandb, result)
+        watch.finish(run_wandb, evaluator, work_dir, result)
     return result
 
 
@@ -155,11 +156,11 @@ def fit_from(model, dataset, start, steps_per_epoch, epochs, callbacks):
         return
     if offset:
         model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset,
-                  callbacks=callbacks, verbose=2, shuffle=False)
+                  callbacks=callbacks, verbose=0, shuffle=False)
         epoch += 1
     if epoch < epochs:
         model.fit(dataset, initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                  callbacks=callbacks, verbose=2, shuffle=False)
+                  callbacks=callbacks, verbose=0, shuffle=False)
 
 
 def model_loss(model):
@@ -190,6 +191,7 @@ class Evaluator:
         self.embedder = None
         self.source = None  # a model whose weights `embedder` copies before each evaluation
         self.reports = {}
+        self.details = {}  # name -> the latest full report, with the ROC and per-pair distances
 
     def __call__(self):
         from arcface_keras.evaluation.embed import embed_images
@@ -201,6 +203,7 @@ class Evaluator:
         for name, (images, issame) in self.sets.items():
             embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
             report = evaluate(embeddings[0::2], embeddings[1::2], issame)
+            self.details[name] = report
             self.reports[name] = {k: v for k, v in report.items() if not isinstance(v, (list, np.ndarray, dict))}
             for key, value in self.reports[name].items():
                 metrics[f"{name}/{key}"] = value
@@ -218,20 +221,12 @@ def start_wandb(experiment, work_dir):
     import wandb
 
     id_file = work_dir / "wandb_id.txt"
-    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+    # A sweep agent names the run it started (WANDB_RUN_ID); otherwise a new id, kept for resuming.
+    run_id = id_file.read_text().strip() if id_file.is_file() else os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
     write_text(id_file, run_id + "\n")
     return wandb.init(project=experiment.log.wandb_project, name=experiment.name, id=run_id, resume="allow",
                       config=experiment.to_dict(), dir=str(work_dir), mode=experiment.log.wandb,
                       settings=wandb.Settings(console="off", silent=True))
-
-
-def finish_wandb(run, result):
-    if run is None:
-        return
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            run.summary[key] = value
-    run.finish()
 
 
 def format_result(result):
