@@ -37,6 +37,7 @@ class Progress(keras.callbacks.Callback):
         self.first = None  # (time, step) at the end of the first step this process ran (after tracing)
         self.busy = self.batches = 0  # time inside steps, and steps, since the previous line
         self.loss_mark = (0, 0.0)  # (batches into the epoch, running mean loss) at the previous line
+        self.seen = 0  # batches into the current epoch
         self.printed = None
         self.drawn = 0.0
         self.began = 0.0
@@ -50,13 +51,14 @@ class Progress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
         step = global_step(self.model)
+        self.seen = batch + 1
         if self.first is None:
             self.first = (now, step)
             return
         self.busy += now - self.began
         self.batches += 1
         if self.every and step % self.every == 0 and step != self.printed:
-            self.report(step, batch + 1, logs, now)
+            self.report(step, self.seen, logs, now)
         elif self.live and now - self.drawn > BAR_SECONDS:
             self.drawn = now
             self.stream.write("\r" + live_bar(step, self.total_steps))
@@ -65,7 +67,7 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = global_step(self.model)
         if step != self.printed and self.first is not None:
-            self.report(step, self.loss_mark[0] + self.batches, logs, time.perf_counter())
+            self.report(step, self.seen, logs, time.perf_counter())
 
     def report(self, step, batches_into_epoch, logs, now):
         row = self.measure(step, batches_into_epoch, logs or {}, now)
