@@ -236,3 +236,27 @@ def test_sweep_parameters_reach_the_experiment_as_set_overrides(repo_root, monke
     assert resolved["name"] == "demo_synth_mfn_arc-r1"
     with pytest.raises(SystemExit, match="unrecognised argument 'stray'"):
         run_tool.main([DEMO, "stray"])
+
+
+def test_live_bar_on_a_terminal_and_the_loss_scale_under_float16():
+    import io
+
+    import keras
+
+    from arcface_keras.training.progress import Progress
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    stream = io.StringIO()
+    progress = Progress(3, 10, 20, 8, stream=stream, live=True)
+    progress.set_model(model)
+    for batch in range(4):
+        progress.on_train_batch_begin(batch)
+        model.optimizer.iterations.assign(batch + 1)
+        progress.drawn = 0.0  # redraw on every step, whatever the clock
+        progress.on_train_batch_end(batch, {"loss": 2.0})
+    text = stream.getvalue()
+    assert "\rstep 2/20 [###" in text and "\r\033[Kstep 3/20  epoch 1/2  loss 2.0000" in text
+    assert text.rstrip("\n").endswith("\rstep 4/20 [######........................]  20.0%")
+    assert "loss-scale 32768" in text

@@ -69,10 +69,16 @@ class Progress(keras.callbacks.Callback):
         if step != self.printed and self.first is not None:
             self.report(step, self.seen, logs, time.perf_counter())
 
+    def on_train_end(self, logs=None):
+        if self.live:  # leave no bar under what is printed next
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
     def report(self, step, batches_into_epoch, logs, now):
         row = self.measure(step, batches_into_epoch, logs or {}, now)
         self.printed = step
-        self.stream.write(("\r\033[K" if self.live else "") + format_line(step, self.total_steps, self.steps_per_epoch, row) + "\n")
+        line = format_line(step, self.total_steps, self.steps_per_epoch, row)
+        self.stream.write(("\r\033[K" if self.live else "") + line + "\n")
         self.stream.flush()
         records.log({f"train/{k}": v for k, v in row.items() if v is not None }, step)
 
