@@ -91,7 +91,8 @@ class Log:
     work_dir: str = "work_dirs"
     wandb: Literal["online", "offline", "disabled"] = "offline"
     wandb_project: str = "arcface_keras"
-    every_steps: int = 10  # log training loss and learning rate every this many steps
+    every_steps: int = 10  # console line, W&B and TensorBoard training scalars every this many steps
+    tensorboard: bool = True  # scalars under <work_dir>/<name>/tensorboard/ as well
 
 
 @dataclass

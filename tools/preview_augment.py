@@ -66,46 +66,11 @@ def load_images(inputs, rows, size):
     return np.stack(images)
 
 
-def columns(images, specs, seed):
-    """[(title, augmented batch)]: original, each spec alone at p = 1, the whole pipeline."""
-    from arcface_keras.augment import build_augmentation
-    from arcface_keras.registry import split_spec
-
-    batch = images.astype("float32")
-    result = [("original", batch)]
-    for spec in specs:
-        name, options = split_spec(spec, "augmentation")
-        alone = build_augmentation([{"type": name, **options, "p": 1.0}], seed=seed)
-        result.append((f"{name} (p=1)", alone(batch).numpy()))
-    result.append(("pipeline", build_augmentation(specs, seed=seed)(batch).numpy()))
-    return result
-
-
-def save_grid(cols, out):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from arcface_keras.io import atomic_path
-
-    rows = len(cols[0][1])
-    figure, axes = plt.subplots(rows, len(cols), figsize=(1.6 * len(cols), 1.6 * rows + 0.3), squeeze=False)
-    for c, (title, batch) in enumerate(cols):
-        axes[0, c].set_title(title, fontsize=8)
-        for r in range(rows):
-            axes[r, c].imshow(np.clip(batch[r], 0, 255).astype("uint8"))
-            axes[r, c].axis("off")
-    figure.tight_layout()
-    with atomic_path(out) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-
-
 def main(argv=None):
     args = parse_args(argv)
     specs = augment_specs(args)
+    from arcface_keras.augment_preview import columns, save_grid
+
     try:
         cols = columns(load_images(args.images, args.rows, args.size), specs, args.seed)
     except (KeyError, TypeError, ValueError) as error:

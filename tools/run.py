@@ -2,6 +2,7 @@
 
 On several machines, start the same command on each, adding
 --workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run).
+A W&B sweep agent's `--section.key=value` arguments are taken as --set overrides (experiments/sweeps/).
 """
 import argparse
 import os
@@ -10,6 +11,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from arcface_keras import sweep  # noqa: E402
 from arcface_keras.config import ConfigError, load_experiment  # noqa: E402
 
 
@@ -24,11 +26,11 @@ def parse_args(argv):
     parser.add_argument("--workers", help="multi-worker training: every worker's host:port, comma-separated, the "
                                           "same list on every machine (writes TF_CONFIG; train.strategy=multi_worker)")
     parser.add_argument("--worker-index", type=int, help="this machine's position in --workers (0: the chief)")
-    return parser.parse_args(argv)
+    return parser.parse_known_args(argv)
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args, extra = parse_args(argv)
     overrides = list(args.overrides)
     if args.wandb:
         overrides.append(f"log.wandb={args.wandb}")
@@ -42,7 +44,8 @@ def main(argv=None):
 
             os.environ["TF_CONFIG"] = tf_config(args.workers.split(","), args.worker_index)
             overrides.append("train.strategy=multi_worker")
-        experiment = load_experiment(args.experiment, overrides)
+        experiment = load_experiment(args.experiment, overrides + sweep.overrides_from_args(extra))
+        experiment.name = sweep.agent_run_name(experiment.name, os.environ)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
     if args.check:

@@ -101,7 +101,7 @@ def evaluate(embeddings1, embeddings2, issame, n_folds=10):
     Embeddings are (N, D), normalised here. Returns a dict: accuracy, std, threshold (insightface
     10-fold protocol, fractions in [0, 1]), fold_accuracies, fold_thresholds, "tar@far=1e-k" for
     each FAR with at least 1/FAR different pairs, auc, eer, num_pairs, num_same, num_different,
-    and "roc" (dict of fpr, tpr, thresholds arrays; drop it before writing JSON).
+    "roc" (dict of fpr, tpr, thresholds arrays) and "distances" (N,) (drop both before writing JSON).
     """
     embeddings1, embeddings2 = np.asarray(embeddings1), np.asarray(embeddings2)
     issame = np.asarray(issame, bool)
@@ -127,5 +127,6 @@ def evaluate(embeddings1, embeddings2, issame, n_folds=10):
         num_same=num_same,
         num_different=num_different,
         roc={"fpr": fpr, "tpr": tpr, "thresholds": thresholds},
+        distances=distances,
     )
     return result

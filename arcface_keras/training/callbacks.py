@@ -1,4 +1,4 @@
-"""Training callbacks: step checkpoints with resume, verification during training, W&B logging."""
+"""Training callbacks: step checkpoints with resume, verification during training (progress: progress.py)."""
 import csv
 import json
 import os
@@ -123,6 +123,9 @@ class VerificationCallback(EveryNSteps):
         metrics = self.evaluator()
         append_csv(self.csv_path, {"step": step, **metrics})
         log_wandb(metrics, step)
+        from arcface_keras.training import panels
+
+        panels.log_verification(self.evaluator, step)
         value = metrics.get(self.best_metric)
         if self.best_path and value is not None and (self.best is None or value > self.best):
             self.best = value
@@ -132,28 +135,11 @@ class VerificationCallback(EveryNSteps):
         return metrics
 
 
-class WandbLogger(EveryNSteps):
-    """Log loss, learning rate and epoch metrics to the active W&B run against the optimizer step."""
-
-    def __init__(self, every_steps=10):
-        super().__init__(every_steps)
-
-    def on_step(self, step, logs):
-        log_wandb({f"train/{k}": v for k, v in (logs or {}).items()} | {"train/lr": self.learning_rate()}, step)
-
-    def on_epoch_end(self, epoch, logs=None):
-        log_wandb({f"epoch/{k}": v for k, v in (logs or {}).items()} | {"epoch": epoch + 1}, global_step(self.model))
-
-    def learning_rate(self):
-        optimizer = self.model.optimizer
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-
 def log_wandb(metrics, step):
-    import wandb
+    """Log the numbers of `metrics` at `step` to the run's records (W&B and TensorBoard)."""
+    from arcface_keras.training import records
 
-    if wandb.run is not None:
-        wandb.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+    records.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step)
 
 
 def truncate_csv(path, step):

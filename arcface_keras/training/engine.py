@@ -9,6 +9,7 @@ prints its stored result and changes nothing; raising train.epochs extends it.
 """
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -22,7 +23,7 @@ from arcface_keras import config as config_lib
 from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
 from arcface_keras.training import callbacks as cb
-from arcface_keras.training import distribute
+from arcface_keras.training import distribute, watch
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
 from arcface_keras.training.model import build_face_model
 from arcface_keras.training.optimizers import make_optimizer
@@ -62,7 +63,7 @@ def train_and_evaluate(experiment, command):
     start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
     evaluator.attach(embedder, strategy)
     run_wandb = start_wandb(experiment, work_dir) if chief else None
-    callbacks = make_callbacks(experiment, work_dir, evaluator, start, chief)
+    callbacks = make_callbacks(experiment, plan, work_dir, evaluator, start, chief)
     print(f"[arcface_keras] {experiment.name}: {plan.num_images} images, {plan.num_classes} classes, "
           f"{plan.replicas} replica(s), global batch {plan.global_batch}, {plan.steps_per_epoch} steps/epoch × "
           f"{experiment.train.epochs} epochs" + (f", resuming at step {start.step}" if start.batches else ""),
@@ -184,16 +185,18 @@ def build_model(experiment, plan, strategy):
     return model, embedder, head
 
 
-def make_callbacks(experiment, work_dir, evaluator, start, chief):
-    """NaN stop everywhere; on the chief also checkpoints, the CSV log, W&B and verification."""
+def make_callbacks(experiment, plan, work_dir, evaluator, start, chief):
+    """NaN stop everywhere; on the chief also progress, TensorBoard and W&B (training/watch.py, first, for
+    tight step timing), checkpoints, the CSV log and verification."""
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if not chief:
         return callbacks
     cb.truncate_csv(work_dir / "eval_log.csv", start.step)  # rows a killed run logged past its checkpoint
-    callbacks += [
+    callbacks = watch.watch(experiment, work_dir, plan.folder, plan.steps_per_epoch, plan.total_steps,
+                            plan.global_batch, start.step) + [
+        *callbacks,
         cb.StepCheckpoint(work_dir / "checkpoints", experiment.train.save_steps, batches=start.batches),
         keras.callbacks.CSVLogger(str(work_dir / "train_log.csv"), append=True),
-        cb.WandbLogger(experiment.log.every_steps),
     ]
     if experiment.eval.every_steps:
         callbacks.append(cb.VerificationCallback(
@@ -210,11 +213,11 @@ def fit_from(model, plan, start, callbacks):
         return
     if offset:
         model.fit(plan.dataset(start), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps - offset,
-                  callbacks=callbacks, verbose=2, shuffle=False)
+                  callbacks=callbacks, verbose=0, shuffle=False)
         epoch += 1
     if epoch < epochs:
         model.fit(plan.dataset(epoch * steps), initial_epoch=epoch, epochs=epochs, steps_per_epoch=steps,
-                  callbacks=callbacks, verbose=2, shuffle=False)
+                  callbacks=callbacks, verbose=0, shuffle=False)
 
 
 def model_loss(model):
@@ -247,6 +250,7 @@ class Evaluator:
         self.embedder = None
         self.source = None  # a model whose weights `embedder` copies before each evaluation
         self.reports = {}
+        self.details = {}  # name -> the latest full report, with the ROC and per-pair distances
 
     def attach(self, embedder, strategy):
         """Evaluate `embedder`. Keras' predict_on_batch under a tf.distribute strategy feeds the whole batch
@@ -266,6 +270,7 @@ class Evaluator:
         for name, (images, issame) in self.sets.items():
             embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
             report = evaluate(embeddings[0::2], embeddings[1::2], issame)
+            self.details[name] = report
             self.reports[name] = {k: v for k, v in report.items() if not isinstance(v, (list, np.ndarray, dict))}
             for key, value in self.reports[name].items():
                 metrics[f"{name}/{key}"] = value
@@ -279,20 +284,12 @@ def start_wandb(experiment, work_dir):
     import wandb
 
     id_file = work_dir / "wandb_id.txt"
-    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+    # A sweep agent names the run it started (WANDB_RUN_ID); otherwise a new id, kept for resuming.
+    run_id = id_file.read_text().strip() if id_file.is_file() else os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
     write_text(id_file, run_id + "\n")
     return wandb.init(project=experiment.log.wandb_project, name=experiment.name, id=run_id, resume="allow",
                       config=experiment.to_dict(), dir=str(work_dir), mode=experiment.log.wandb,
                       settings=wandb.Settings(console="off", silent=True))
-
-
-def finish_wandb(run, result):
-    if run is None:
-        return
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            run.summary[key] = value
-    run.finish()
 
 
 def format_result(result):
