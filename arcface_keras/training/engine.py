@@ -227,7 +227,7 @@ def model_loss(model):
 
 
 def finish(experiment, work_dir, embedder, evaluator, result, run_wandb):
-    """Save the embedder, evaluate it, write eval_report.json; close the W&B run."""
+    """Save the embedder, evaluate it, write eval_report.json; log the final panels and close the W&B run."""
     embedder.save(work_dir / ".embedder.tmp.keras")
     (work_dir / ".embedder.tmp.keras").replace(work_dir / "embedder.keras")
     metrics = evaluator()
@@ -235,7 +235,7 @@ def finish(experiment, work_dir, embedder, evaluator, result, run_wandb):
     cb.log_wandb(metrics, result["step"])
     result.update(metrics)
     write_json(work_dir / "eval_report.json", {"experiment": experiment.name, **result, "sets": evaluator.reports})
-    finish_wandb(run_wandb, result)
+    watch.finish(run_wandb, evaluator, work_dir, result)
 
 
 class Evaluator:
