@@ -91,9 +91,10 @@ def test_killed_run_resumes_exactly_and_a_finished_run_is_final(tmp_path, repo_r
 
     7 steps per epoch, checkpoints every 3: a kill after step 9 resumes inside the second epoch, so
     the resumed stream must skip the batches the killed run consumed; the last step (14) is not a
-    multiple of 3 and must be checkpointed all the same. Augmentations draw random numbers.
+    multiple of 3 and must be checkpointed all the same. Augmentations draw random numbers, and so
+    does the Partial FC head (its sampler's state lives in the checkpoint).
     """
-    extra = ["eval.every_steps=0", "log.wandb=disabled", "train.save_steps=3",
+    extra = ["eval.every_steps=0", "log.wandb=disabled", "train.save_steps=3", "model.head.sample_rate=0.5",
              "data.augment=['flip', {'type': 'color_jitter', 'p': 0.5}, {'type': 'random_crop', 'p': 0.5}]"]
     overrides = tiny(tmp_path / "killed", steps=7, epochs=2, extra=extra)
     monkeypatch.chdir(repo_root)

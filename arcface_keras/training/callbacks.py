@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import keras
+import numpy as np
 
 from arcface_keras.io import write_json
 
@@ -87,7 +88,9 @@ class StepCheckpoint(EveryNSteps):
         tmp = self.directory / f".tmp-{os.getpid()}.weights.h5"
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, path)
-        write_json(self.directory / "latest.json", {"step": step, "batches": self.batches, "path": path.name})
+        write_json(self.directory / "latest.json", {"step": step, "batches": self.batches, "path": path.name,
+                                                    "rng": [keras.ops.convert_to_numpy(v).tolist()
+                                                            for v in seed_states(self.model)]})
         self.saved = (step, self.batches)
         for old in sorted(self.directory.glob("ckpt-*.weights.h5"))[: -self.keep]:
             old.unlink()
@@ -102,7 +105,15 @@ class StepCheckpoint(EveryNSteps):
         if info is None:
             return Position(0, 0)
         model.load_weights(Path(directory) / info["path"])
+        for variable, state in zip(seed_states(model), info.get("rng", [])):
+            variable.assign(np.asarray(state, dtype=variable.dtype))
         return Position(int(info["step"]), info["batches"])
+
+
+def seed_states(model):
+    """The states of the model's seed generators (Partial FC's class sampling, dropout), in model order:
+    weights files leave them out, and a resumed run needs them to draw what the uninterrupted one drew."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
 class VerificationCallback(EveryNSteps):
