@@ -32,6 +32,7 @@ class Model:
     backbone: typing.Any = field(default_factory=lambda: {"type": "mobilefacenet"})
     head: typing.Any = field(default_factory=lambda: {"type": "arcface"})
     embedding_size: int = 512
+    pretrained: str = ""  # .keras backbone whose weights start training (tools/import_weights.py writes one)
 
 
 @dataclass

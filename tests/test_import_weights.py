@@ -144,3 +144,25 @@ def test_torch_checkpoint_if_torch_is_installed(files, tmp_path):
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, tmp_path / "real.pth")
     loaded = read_state_dict(tmp_path / "real.pth")
     assert all(np.array_equal(loaded[k], state[k]) for k in state)
+
+
+def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
+    from arcface_keras.config import ConfigError, Model
+    from arcface_keras.training.model import build_face_model, check_model_config
+
+    folder, _, images = files
+    path = tmp_path / "r18.keras"
+    import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
+    spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
+    config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
+    check_model_config(config)
+    _, embedder, _ = build_face_model(config, num_classes=5, image_size=SIZE)
+    for ours, theirs in zip(keras_embeddings(embedder, images), reference(folder, images)):
+        assert np.abs(ours - theirs).max() < TOLERANCE
+    with pytest.raises(ConfigError, match=r"stage1_unit1_2_pad \(ZeroPadding2D\) there, stage1_unit1_shortcut_conv \(Conv2D\) in model.backbone"):
+        build_face_model(Model(backbone={**spec, "padding": "same"}, embedding_size=EMBEDDING, pretrained=str(path)),
+                         num_classes=5, image_size=SIZE)
+    with pytest.raises(ConfigError, match=r"layer embedding has weights"):
+        build_face_model(Model(backbone=spec, embedding_size=16, pretrained=str(path)), num_classes=5, image_size=SIZE)
+    with pytest.raises(ConfigError, match="model.pretrained: .*missing.keras: no such file"):
+        check_model_config(Model(backbone=spec, pretrained=str(tmp_path / "missing.keras")))
