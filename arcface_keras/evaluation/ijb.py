@@ -112,13 +112,22 @@ def template_rows(template_ids, wanted):
     return rows
 
 
-def pair_scores(template_ids, template_features, pairs, chunk=1_000_000):
-    """Cosine similarity (float32) of each template pair, `chunk` pairs at a time."""
+def pair_scores(template_ids, template_features, pairs, block=2048):
+    """Cosine similarity (float32) of each template pair.
+
+    Pairs are grouped by their first template; each block of `block` first templates is scored
+    against all templates with one matrix product (IJB-C: 23,124 templates, 15.7M pairs), which
+    reads far less memory than gathering two feature rows per pair.
+    """
+    rows = template_rows(template_ids, pairs)
+    order = np.argsort(rows[:, 0], kind="stable")
+    bounds = np.searchsorted(rows[order, 0], np.arange(0, len(template_ids) + block, block))
     scores = np.empty(len(pairs), np.float32)
-    for start in range(0, len(pairs), chunk):
-        rows = template_rows(template_ids, pairs[start:start + chunk])
-        scores[start:start + chunk] = np.einsum(
-            "ij,ij->i", template_features[rows[:, 0]], template_features[rows[:, 1]])
+    for number, start in enumerate(range(0, len(template_ids), block)):
+        chosen = order[bounds[number]:bounds[number + 1]]
+        if len(chosen):
+            similarities = template_features[start:start + block] @ template_features.T
+            scores[chosen] = similarities[rows[chosen, 0] - start, rows[chosen, 1]]
     return scores
 
 
