@@ -103,6 +103,10 @@ def read_weights(path):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file")
     if path.suffix.lower() == ".onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ValueError(f"{path}: reading ONNX needs the onnx package (pip install onnx)") from None
         from arcface_keras.pretrained.onnx_iresnet import read_onnx_state_dict
 
         return read_onnx_state_dict(path)
