@@ -47,6 +47,7 @@ class Model:
     backbone: typing.Any = named("BACKBONES", default_factory=lambda: {"type": "mobilefacenet"})
     head: typing.Any = named("HEADS", default_factory=lambda: {"type": "arcface"})
     embedding_size: int = 512
+    pretrained: str = ""  # .keras backbone whose weights start training (tools/import_weights.py writes one)
 
 
 @dataclass

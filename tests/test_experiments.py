@@ -9,6 +9,7 @@ import ast
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 import keras
@@ -46,7 +47,22 @@ def tiny_overrides(experiment, cache, work_dir):
     name, _ = split_spec(experiment.model.backbone)
     if "width" in accepted_keywords(BACKBONES.get(name)):
         overrides.append("model.backbone.width=0.125")
+    if experiment.model.pretrained:
+        overrides.append(f"model.pretrained={tiny_pretrained(name, work_dir)}")
     return overrides
+
+
+def tiny_pretrained(backbone, work_dir):
+    """A fine-tuning experiment's checkpoint at the test's sizes: random arcface_torch weights of the same
+    depth (width 1/8, 16-d, 32x32 input) imported as the user would, with tools/import_weights.py."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from arcface_torch_files import random_state_dict, write_torch_zip
+    from tools import import_weights
+
+    depth = int(backbone.removeprefix("resnet"))
+    write_torch_zip(work_dir / "backbone.pth", random_state_dict(depth, 8, 16, feature_hw=2))
+    import_weights.main([str(work_dir / "backbone.pth"), "--out", str(work_dir / "pretrained.keras"), "--input-size", "32"])
+    return work_dir / "pretrained.keras"
 
 
 @pytest.fixture

@@ -79,22 +79,26 @@ def prelu(name):
     )
 
 
-def conv(filters, kernel_size, name, strides=1, groups=1):
+def conv(filters, kernel_size, name, strides=1, groups=1, padding="same"):
     """Bias-free convolution (a batch norm always follows); `groups=filters` means depthwise."""
     if groups == filters and groups > 1:
         return keras.layers.DepthwiseConv2D(
-            kernel_size, strides=strides, padding="same", use_bias=False,
+            kernel_size, strides=strides, padding=padding, use_bias=False,
             depthwise_initializer=CONV_INIT, name=name,
         )
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", groups=groups, use_bias=False,
+        filters, kernel_size, strides=strides, padding=padding, groups=groups, use_bias=False,
         kernel_initializer=CONV_INIT, name=name,
     )
 
 
-def conv_bn(x, filters, kernel_size, name, strides=1, groups=1, activation=True):
-    """conv → BN (→ PReLU when `activation`)."""
-    x = conv(filters, kernel_size, f"{name}_conv", strides=strides, groups=groups)(x)
+def conv_bn(x, filters, kernel_size, name, strides=1, groups=1, activation=True, padding="same"):
+    """conv → BN (→ PReLU when `activation`). `padding="symmetric"` pads (k - 1) / 2 zeros on every
+    side, as PyTorch does, where Keras' "same" puts the odd pixel of a strided conv at the bottom/right."""
+    if padding == "symmetric":
+        x = keras.layers.ZeroPadding2D((kernel_size - 1) // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = conv(filters, kernel_size, f"{name}_conv", strides=strides, groups=groups, padding=padding)(x)
     x = batch_norm(f"{name}_bn")(x)
     return prelu(f"{name}_prelu")(x) if activation else x
 

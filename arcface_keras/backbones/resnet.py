@@ -9,6 +9,7 @@ from arcface_keras.registry import BACKBONES
 STAGE_CHANNELS = (64, 128, 256, 512)
 DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
 OUTPUTS = ("E", "GDC")
+PADDINGS = ("same", "symmetric")
 SE_REDUCTION = 16
 
 
@@ -23,11 +24,15 @@ def squeeze_excite(x, name):
     return keras.layers.Multiply(name=f"{name}_scale")([x, gate])
 
 
-def ir_unit(x, filters, strides, se, name):
-    """BN → conv3x3 → BN → PReLU → conv3x3 (strided) → BN (→ SE), plus the shortcut."""
+def ir_unit(x, filters, strides, se, name, padding="same"):
+    """BN → conv3x3 → BN → PReLU → conv3x3 (strided) → BN (→ SE), plus the shortcut.
+
+    `padding` only matters for the strided conv: "same" (Keras) or "symmetric" (PyTorch, one zero
+    pixel on every side); stride-1 3x3 and 1x1 convs pad alike either way."""
     y = batch_norm(f"{name}_bn1")(x)
     y = conv_bn(y, filters, 3, f"{name}_1")
-    y = conv_bn(y, filters, 3, f"{name}_2", strides=strides, activation=False)
+    y = conv_bn(y, filters, 3, f"{name}_2", strides=strides, activation=False,
+                padding=padding if strides != 1 else "same")
     if se:
         y = squeeze_excite(y, f"{name}_se")
     shortcut = x
@@ -45,12 +50,15 @@ def e_embedding(x, embedding_size, dropout):
     return batch_norm("embedding", dtype="float32")(x)
 
 
-def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, se=False, output="E", width=1.0):
+def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, se=False, output="E", width=1.0,
+            padding="same"):
     """IResNet-`depth`: image (B, H, W, 3) in [-1, 1] → embedding (B, embedding_size).
 
     Four stages of IR units, each halving the resolution (112 → 7). `width` scales the
     64/128/256/512 channels; `se` adds squeeze-excitation to every unit; `output` is "E"
     (BN-dropout-flatten-dense-BN) or "GDC" (global depthwise conv, then dense-BN, no dropout).
+    `padding` of the four strided convs: "same" (Keras' default, the odd pixel at the bottom/right)
+    or "symmetric" (PyTorch's, as arcface_torch: needed for weights imported from it).
     """
     name = f"resnet{depth}"
     if depth not in DEPTHS:
@@ -58,6 +66,8 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
     input_shape = check_arguments(name, input_shape, embedding_size, width)
     if output not in OUTPUTS:
         raise ValueError(f"{name}: output must be one of {OUTPUTS}, got {output!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"{name}: padding must be one of {PADDINGS}, got {padding!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
     if dropout and output != "E":
@@ -68,7 +78,7 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
     for stage, (filters, units) in enumerate(zip(STAGE_CHANNELS, DEPTHS[depth]), start=1):
         for unit in range(1, units + 1):
             strides = 2 if unit == 1 else 1
-            x = ir_unit(x, channels(filters, width), strides, se, f"stage{stage}_unit{unit}")
+            x = ir_unit(x, channels(filters, width), strides, se, f"stage{stage}_unit{unit}", padding)
     if output == "E":
         outputs = e_embedding(x, embedding_size, dropout)
     else:
@@ -77,8 +87,9 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
 
 
 def _register(depth):
-    def build(input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, se=False, output="E", width=1.0):
-        return iresnet(depth, input_shape, embedding_size, dropout, se, output, width)
+    def build(input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, se=False, output="E", width=1.0,
+              padding="same"):
+        return iresnet(depth, input_shape, embedding_size, dropout, se, output, width, padding)
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"
     build.__doc__ = f"IResNet-{depth}; see `iresnet`."

@@ -25,6 +25,11 @@ def embed_images(embedder, images, batch_size=128, flip=True):
     resized to its input size when that is fixed and differs. With `flip`, the raw embeddings of
     each image and of its horizontal mirror are summed before normalising (as insightface does).
     """
+    return l2_normalize(raw_embeddings(embedder, images, batch_size, flip)).astype(np.float32)
+
+
+def raw_embeddings(embedder, images, batch_size=128, flip=True):
+    """`embed_images` before the normalisation: the embedding (plus the mirror's with `flip`), float32."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} {images.shape}")
@@ -39,4 +44,4 @@ def embed_images(embedder, images, batch_size=128, flip=True):
         if flip:
             embedding = embedding + np.asarray(embedder.predict_on_batch(np.ascontiguousarray(batch[:, :, ::-1])), np.float32)
         chunks.append(embedding)
-    return l2_normalize(np.concatenate(chunks)).astype(np.float32)
+    return np.concatenate(chunks)

@@ -1,7 +1,10 @@
 """The face model: backbone (image → embedding) + head ((embedding, label) → logits)."""
+from pathlib import Path
+
 import keras
 
 from arcface_keras import backbones, heads  # noqa: F401  (registers the components)
+from arcface_keras.config import ConfigError
 from arcface_keras.registry import BACKBONES, HEADS
 
 
@@ -14,6 +17,8 @@ def build_face_model(model_config, num_classes, image_size):
     embedder = BACKBONES.build(
         model_config.backbone, input_shape=(image_size, image_size, 3), embedding_size=model_config.embedding_size
     )
+    if model_config.pretrained:
+        copy_pretrained(embedder, model_config.pretrained)
     head = HEADS.build(model_config.head, num_classes=num_classes)
     image = keras.Input((image_size, image_size, 3), name="image")
     label = keras.Input((), dtype="int32", name="label")
@@ -22,6 +27,35 @@ def build_face_model(model_config, num_classes, image_size):
 
 
 def check_model_config(model_config):
-    """Fail before any work on an unknown backbone/head name or keyword."""
+    """Fail before any work on an unknown backbone/head name or keyword, or a missing pretrained file."""
     BACKBONES.check(model_config.backbone)
     HEADS.check(model_config.head)
+    path = Path(model_config.pretrained).expanduser()
+    if model_config.pretrained and not path.is_file():
+        raise ConfigError(f"model.pretrained: {path}: no such file (a .keras backbone, e.g. from tools/import_weights.py)")
+
+
+def _layer_list(model):
+    return [(layer.name, type(layer).__name__) for layer in model.layers[1:]] + [("nothing", "the end")]
+
+
+def copy_pretrained(embedder, path):
+    """Give `embedder` the weights of the .keras backbone at `path`, layer by layer (by name).
+
+    The two must be the same network: the same layers in the same order (padding layers included,
+    so a backbone imported with padding="symmetric" needs that in model.backbone) with the same
+    weight shapes; the first difference fails naming the layer.
+    """
+    source = keras.saving.load_model(Path(path).expanduser(), compile=False)
+    ours, theirs = _layer_list(embedder), _layer_list(source)
+    for index, (mine, pretrained) in enumerate(zip(ours, theirs)):
+        if mine != pretrained:
+            raise ConfigError(f"model.pretrained {path}: layer {index} is {pretrained[0]} ({pretrained[1]}) there, "
+                             f"{mine[0]} ({mine[1]}) in model.backbone: build the same backbone (depth, output, padding)")
+    for layer in embedder.layers:
+        weights = source.get_layer(layer.name).get_weights()
+        shapes, source_shapes = [tuple(w.shape) for w in layer.weights], [w.shape for w in weights]
+        if shapes != source_shapes:
+            raise ConfigError(f"model.pretrained {path}: layer {layer.name} has weights {source_shapes} there, "
+                             f"{shapes} in model.backbone (width, embedding size and input size must match)")
+        layer.set_weights(weights)

@@ -1,0 +1,191 @@
+"""arcface_torch IResNet files written without PyTorch: a random state dict with its module names,
+saved in torch's zip format (data.pkl with persistent storage ids + raw storages) and as an ONNX
+graph of the same forward pass (batch norm kept, or folded into the convolutions as simplifiers do).
+"""
+import collections
+import io
+import pickle
+import types
+import zipfile
+
+import numpy as np
+
+BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
+EPS = 1e-5
+
+
+def random_state_dict(depth, base, embedding, feature_hw, seed=0):
+    """arcface_torch names and shapes; `base` channels in the stem (64 in the published models)."""
+    rng = np.random.default_rng(seed)
+    sd = collections.OrderedDict()
+
+    def conv(name, cout, cin, k):
+        sd[f"{name}.weight"] = rng.normal(0, np.sqrt(2.0 / (cin * k * k)), (cout, cin, k, k)).astype(np.float32)
+
+    def bn(name, c):
+        sd[f"{name}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        sd[f"{name}.bias"] = rng.normal(0, 0.1, c).astype(np.float32)
+        sd[f"{name}.running_mean"] = rng.normal(0, 0.1, c).astype(np.float32)
+        sd[f"{name}.running_var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+        sd[f"{name}.num_batches_tracked"] = np.array(7, np.int64)
+
+    def prelu(name, c):
+        sd[f"{name}.weight"] = rng.uniform(0.0, 0.5, c).astype(np.float32)
+
+    conv("conv1", base, 3, 3), bn("bn1", base), prelu("prelu", base)
+    cin = base
+    for stage, units in enumerate(BLOCKS[depth], start=1):
+        c = base * 2 ** (stage - 1)
+        for unit in range(units):
+            p = f"layer{stage}.{unit}"
+            bn(f"{p}.bn1", cin), conv(f"{p}.conv1", c, cin, 3), bn(f"{p}.bn2", c), prelu(f"{p}.prelu", c)
+            conv(f"{p}.conv2", c, c, 3), bn(f"{p}.bn3", c)
+            if unit == 0:
+                conv(f"{p}.downsample.0", c, cin, 1), bn(f"{p}.downsample.1", c)
+            cin = c
+    bn("bn2", cin)
+    sd["fc.weight"] = rng.normal(0, np.sqrt(1.0 / (cin * feature_hw**2)), (embedding, cin * feature_hw**2)).astype(np.float32)
+    sd["fc.bias"] = rng.normal(0, 0.1, embedding).astype(np.float32)
+    bn("features", embedding)
+    sd["features.weight"][:] = 1.0  # arcface_torch fixes it at 1
+    return sd
+
+
+# --- torch's zip format ---------------------------------------------------------------------------
+
+def _named(obj, module, name):
+    obj.__module__, obj.__qualname__, obj.__name__ = module, name, name
+    return obj
+
+
+_rebuild_tensor_v2 = _named(lambda *args: None, "torch._utils", "_rebuild_tensor_v2")
+_STORAGES = {np.dtype(np.float32): _named(type("FloatStorage", (), {}), "torch", "FloatStorage"),
+             np.dtype(np.int64): _named(type("LongStorage", (), {}), "torch", "LongStorage")}
+
+
+class _Storage:
+    def __init__(self, key, array):
+        self.key, self.array = key, array
+
+
+class _Tensor:
+    def __init__(self, storage):
+        self.storage = storage
+
+    def __reduce__(self):
+        a = self.storage.array
+        stride = tuple(s // a.itemsize for s in a.strides)
+        return _rebuild_tensor_v2, (self.storage, 0, a.shape, stride, False, collections.OrderedDict())
+
+
+class _TorchPickler(pickle._Pickler):
+    def save_global(self, obj, name=None):  # write the name; torch need not be importable here
+        self.write(pickle.GLOBAL + f"{obj.__module__}\n{obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+    dispatch = {**pickle._Pickler.dispatch, types.FunctionType: save_global}
+
+    def persistent_id(self, obj):
+        if isinstance(obj, _Storage):
+            return ("storage", _STORAGES[obj.array.dtype], obj.key, "cpu", obj.array.size)
+        return None
+
+
+def write_torch_zip(path, state_dict, archive="archive"):
+    storages = [_Storage(str(i), np.array(v, order="C")) for i, v in enumerate(state_dict.values())]
+    data = collections.OrderedDict((k, _Tensor(s)) for k, s in zip(state_dict, storages))
+    buffer = io.BytesIO()
+    _TorchPickler(buffer, protocol=2).dump(data)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"{archive}/data.pkl", buffer.getvalue())
+        z.writestr(f"{archive}/byteorder", "little")
+        for s in storages:
+            z.writestr(f"{archive}/data/{s.key}", s.array.tobytes())
+        z.writestr(f"{archive}/version", "3\n")
+
+
+# --- ONNX ------------------------------------------------------------------------------------------
+
+def _fold(sd, conv, bn):
+    scale = sd[f"{bn}.weight"] / np.sqrt(sd[f"{bn}.running_var"] + EPS)
+    weight = sd[f"{conv}.weight"] * scale.reshape(-1, *[1] * (sd[f"{conv}.weight"].ndim - 1))
+    bias = sd.get(f"{conv}.bias", 0.0)  # the fc has one, the convs have none
+    return weight.astype(np.float32), (sd[f"{bn}.bias"] + (bias - sd[f"{bn}.running_mean"]) * scale).astype(np.float32)
+
+
+class _GraphBuilder:
+    def __init__(self, sd, fold):
+        self.sd, self.fold, self.nodes, self.inits, self.count = sd, fold, [], [], 0
+
+    def const(self, array, name=None):
+        from onnx import numpy_helper
+
+        name = name or f"c{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        return name
+
+    def node(self, op, inputs, **attrs):
+        from onnx import helper
+
+        self.count += 1
+        out = f"t{self.count}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{op}_{self.count}", **attrs))
+        return out
+
+    def bn(self, x, name):
+        params = [self.const(self.sd[f"{name}.{k}"], f"{name}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
+        return self.node("BatchNormalization", [x, *params], epsilon=EPS)
+
+    def conv_bn(self, x, conv, bn, stride):
+        k = self.sd[f"{conv}.weight"].shape[-1]
+        pads, attrs = [(k - 1) // 2] * 4, {"strides": [stride, stride], "kernel_shape": [k, k]}
+        if self.fold:
+            weight, bias = _fold(self.sd, conv, bn)
+            return self.node("Conv", [x, self.const(weight), self.const(bias)], pads=pads, **attrs)
+        y = self.node("Conv", [x, self.const(self.sd[f"{conv}.weight"], f"{conv}.weight")], pads=pads, **attrs)
+        return self.bn(y, bn)
+
+    def prelu(self, x, name):
+        return self.node("PRelu", [x, self.const(self.sd[f"{name}.weight"].reshape(-1, 1, 1), f"{name}.weight")])
+
+
+def write_onnx(path, sd, input_size, fold_bn=False):
+    """The IResNet forward pass as ONNX (opset 13), input "data" NCHW; `fold_bn` folds conv-BN pairs and
+    the final BN into the conv/Gemm (what graph simplifiers do)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = _GraphBuilder(sd, fold_bn)
+    x = g.prelu(g.conv_bn("data", "conv1", "bn1", 1), "prelu")
+    stages = sorted({int(k.split(".")[0][5:]) for k in sd if k.startswith("layer")})
+    for stage in stages:
+        units = sorted({int(k.split(".")[1]) for k in sd if k.startswith(f"layer{stage}.")})
+        for unit in units:
+            p = f"layer{stage}.{unit}"
+            y = g.bn(x, f"{p}.bn1")
+            y = g.prelu(g.conv_bn(y, f"{p}.conv1", f"{p}.bn2", 1), f"{p}.prelu")
+            y = g.conv_bn(y, f"{p}.conv2", f"{p}.bn3", 2 if unit == 0 else 1)
+            shortcut = g.conv_bn(x, f"{p}.downsample.0", f"{p}.downsample.1", 2) if unit == 0 else x
+            x = g.node("Add", [y, shortcut])
+    x = g.node("Flatten", [g.node("Dropout", [g.bn(x, "bn2")])], axis=1)
+    if fold_bn:
+        weight, bias = _fold(sd, "fc", "features")
+        out = g.node("Gemm", [x, g.const(weight), g.const(bias)], transB=1)
+    else:
+        out = g.bn(g.node("Gemm", [x, g.const(sd["fc.weight"], "fc.weight"), g.const(sd["fc.bias"], "fc.bias")], transB=1), "features")
+    embedding = sd["fc.weight"].shape[0]
+    graph = helper.make_graph(
+        g.nodes, "iresnet", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, 3, input_size, input_size])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, embedding])], initializer=g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def onnxruntime_embeddings(path, images_nhwc):
+    """Raw embeddings of float images in [-1, 1] (N, H, W, 3) through onnxruntime."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"data": np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2), np.float32)})[0]

@@ -1,0 +1,243 @@
+"""IJB-B/C evaluation on a small IJB-format set written here (synthetic faces as loose crops with known
+landmarks), every figure re-computed with plain numpy loops as insightface's scripts do."""
+import json
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from arcface_keras.data.ijb import load_ijb
+from arcface_keras.data.synthetic import TEMPLATE, render_identity_image
+from arcface_keras.evaluation.ijb import embed_protocol, score_protocol
+
+SUBJECTS = 6
+G1, G2 = (0, 1, 2), (3, 4, 5)
+TIE_PROBE, TIE_GALLERY = 400, 401  # copies of templates 200 and 100 under subject 5
+# Features are float32 sums of a few hundred pixels; pooled in float64 here and there: 1e-5 is ~100 ulps.
+TOLERANCE = 1e-5
+
+
+def place(face, rng):
+    """A loose crop: the aligned face turned, scaled and shifted on a 150x150 canvas; returns (crop, landmarks)."""
+    angle, scale = rng.uniform(-15, 15), rng.uniform(0.8, 1.1)
+    matrix = cv2.getRotationMatrix2D((56, 56), angle, scale)
+    matrix[:, 2] += rng.uniform(10, 30, 2)
+    crop = cv2.warpAffine(face, matrix, (150, 150), borderValue=(90, 90, 90))
+    return crop, TEMPLATE @ matrix[:, :2].T + matrix[:, 2]
+
+
+def template_plan():
+    """{template: (subject, [(media, (identity, image) or a copied template's image name)])}."""
+    plan, media = {}, 1000
+    for s in range(SUBJECTS):
+        plan[100 + s] = (s, [(media, (s, 0)), (media, (s, 1)), (media, (s, 2)), (media + 1, (s, 3))])
+        plan[200 + s] = (s, [(media + 2, (s, 4)), (media + 2, (s, 5)), (media + 3, (s, 6))])
+        plan[300 + s] = (s, [(media + 2, (s, 7))])  # one image, in a media that template 200+s also has
+        media += 10
+    return plan
+
+
+@pytest.fixture(scope="module")
+def ijb(tmp_path_factory):
+    root = tmp_path_factory.mktemp("IJBC")
+    (root / "loose_crop").mkdir()
+    (root / "meta").mkdir()
+    rng = np.random.default_rng(0)
+    rows, landmarks, names_of = [], [], {}
+    for template, (subject, images) in template_plan().items():
+        for media, (identity, image) in images:
+            name = f"{len(rows) + 1}.jpg"
+            crop, points = place(cv2.cvtColor(render_identity_image(7, identity, image), cv2.COLOR_RGB2BGR), rng)
+            cv2.imwrite(str(root / "loose_crop" / name), crop)
+            rows.append((name, template, media)), landmarks.append((name, points, rng.uniform(0.5, 1.0)))
+            names_of.setdefault(template, []).append((name, media, points, landmarks[-1][2]))
+    for copy, original in ((TIE_PROBE, 200), (TIE_GALLERY, 100)):  # identical crops: tied scores
+        for name, media, points, score in names_of[original]:
+            new = f"{len(rows) + 1}.jpg"
+            (root / "loose_crop" / new).write_bytes((root / "loose_crop" / name).read_bytes())
+            rows.append((new, copy, media + 5000)), landmarks.append((new, points, score))
+    rows.append(("broken.jpg", 300, 1002)), landmarks.append(("broken.jpg", TEMPLATE, 0.9))
+    (root / "loose_crop" / "broken.jpg").write_bytes(b"not a jpeg")
+    write_meta(root, rows, landmarks)
+    return root
+
+
+def subject_of(template):
+    return 5 if template in (TIE_PROBE, TIE_GALLERY) else template % 100
+
+
+def write_meta(root, rows, landmarks):
+    meta = root / "meta"
+    (meta / "ijbc_face_tid_mid.txt").write_text("".join(f"{n} {t} {m}\n" for n, t, m in rows))
+    (meta / "ijbc_name_5pts_score.txt").write_text("".join(
+        f"{n} {' '.join(f'{v:.3f}' for v in p.ravel())} {s:.4f}\n" for n, p, s in reversed(landmarks)))
+    templates = sorted({t for _, t, _ in rows})
+    pairs = [(a, b, int(subject_of(a) == subject_of(b))) for i, a in enumerate(templates) for b in templates[i + 1:]]
+    (meta / "ijbc_template_pair_label.txt").write_text("".join(f"{a} {b} {l}\n" for a, b, l in pairs))
+    header = "TEMPLATE_ID,SUBJECT_ID,FILENAME,SIGHTING_ID\n"
+    for name, gallery in (("G1", [100 + s for s in G1] + [TIE_GALLERY]), ("G2", [100 + s for s in G2])):
+        (meta / f"ijbc_1N_gallery_{name}.csv").write_text(
+            header + "".join(f"{t},{subject_of(t)},img/{t}.jpg,1\n" for t in gallery for _ in range(2)))
+    probes = [200 + s for s in range(SUBJECTS)] + [300 + s for s in range(SUBJECTS)] + [TIE_PROBE]
+    (meta / "ijbc_1N_probe_mixed.csv").write_text(header + "".join(f"{t},{subject_of(t)},x.jpg,1\n" for t in probes))
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    """A pixel embedder (7x7 block means of the aligned crop): fast, and different faces differ."""
+    image = keras.Input((112, 112, 3))
+    return keras.Model(image, keras.layers.Flatten()(keras.layers.AveragePooling2D(16)(image)))
+
+
+@pytest.fixture(scope="module")
+def embedded(ijb, embedder):
+    protocol = load_ijb(ijb)
+    features, readable = embed_protocol(embedder, protocol, batch_size=8, flip=True, dtype=np.float32, workers=2)
+    return protocol, features, readable
+
+
+# --- plain re-computations ---------------------------------------------------------------------------
+
+def reference_templates(protocol, features, readable, normalize, detector):
+    out = {}
+    for template in np.unique(protocol.templates):
+        idx = [i for i in np.flatnonzero(protocol.templates == template) if readable[i]]
+        media_feats = []
+        for media in sorted({protocol.medias[i] for i in idx}):
+            frames = []
+            for i in idx:
+                if protocol.medias[i] == media:
+                    f = features[i].astype(np.float64)
+                    f = f / np.linalg.norm(f) if normalize else f
+                    frames.append(f * (protocol.scores[i] if detector else 1.0))
+            media_feats.append(np.mean(frames, axis=0))
+        total = np.sum(media_feats, axis=0)
+        out[int(template)] = total / np.linalg.norm(total)
+    return out
+
+
+def reference_tar(scores, labels, far):
+    thresholds = np.r_[np.inf, np.unique(scores)[::-1]]
+    points = [((scores[~labels] >= t).mean(), (scores[labels] >= t).mean()) for t in thresholds]
+    best = min(points, key=lambda p: (abs(p[0] - far), -p[0], -p[1]))
+    return best[1]
+
+
+def reference_identification(feats, probes, gallery, fpir):
+    """Brute force: rank of the mate counting ties against it; TPIR as the best TPIR over all thresholds
+    whose FPIR (non-mated top scores strictly above the threshold) is at most `fpir`."""
+    mated, rank, mate_score, nonmated_top = [], [], [], []
+    for probe, subject in probes:
+        sims = {g: float(feats[probe] @ feats[g]) for g, _ in gallery}
+        mates = [sims[g] for g, s in gallery if s == subject]
+        if mates:
+            best = max(mates)
+            rank.append(1 + sum(sims[g] >= best for g, s in gallery if s != subject))
+            mate_score.append(best)
+        else:
+            nonmated_top.append(max(sims.values()))
+    rank, mate_score, nonmated_top = np.array(rank), np.array(mate_score), np.array(nonmated_top)
+    candidates = np.r_[-np.inf, mate_score, nonmated_top]
+    tpir = max((np.mean((rank == 1) & (mate_score > t)) for t in candidates if np.mean(nonmated_top > t) <= fpir),
+               default=0.0)
+    return {f"rank{k}": np.mean(rank <= k) for k in (1, 5, 10)}, tpir
+
+
+# --- tests --------------------------------------------------------------------------------------------
+
+def test_protocol_is_read(ijb):
+    protocol = load_ijb(ijb)
+    assert protocol.target == "ijbc" and len(protocol.names) == len(protocol.templates)
+    assert set(protocol.galleries) == {"G1", "G2"} and len(protocol.probes[0]) == 2 * SUBJECTS + 1
+    # the landmark file is written in reverse order: rows are matched by image name
+    assert protocol.landmarks.shape == (len(protocol.names), 5, 2)
+
+
+def test_crops_are_aligned_before_embedding(ijb, embedded, embedder):
+    """Each feature is the embedding of the crop warped back onto the template (and its mirror)."""
+    protocol, features, readable = embedded
+    assert readable.sum() == len(readable) - 1 and not readable[protocol.names.index("broken.jpg")]
+    from arcface_keras.data.pipeline import scale
+
+    for i in range(0, len(readable) - 1, 7):
+        image = cv2.cvtColor(cv2.imread(str(ijb / "loose_crop" / protocol.names[i])), cv2.COLOR_BGR2RGB)
+        matrix = cv2.estimateAffinePartial2D(protocol.landmarks[i], TEMPLATE, method=cv2.LMEDS)[0]
+        aligned = scale(cv2.warpAffine(image, matrix, (112, 112)).astype(np.float32))[None]
+        expected = embedder.predict_on_batch(aligned) + embedder.predict_on_batch(aligned[:, :, ::-1])
+        # a different estimator of the same exact similarity: sub-pixel resampling differences only
+        assert np.abs(features[i] - expected[0]).max() < 0.05
+
+
+@pytest.mark.parametrize("normalize, detector", [(False, True), (True, False), (False, False)])
+def test_every_figure_matches_a_plain_recomputation(embedded, normalize, detector):
+    protocol, features, readable = embedded
+    report, _, ids, pooled = score_protocol(protocol, features, readable, normalize, detector)
+    reference = reference_templates(protocol, features, readable, normalize, detector)
+    assert list(ids) == sorted(reference)
+    assert np.abs(pooled - np.array([reference[int(t)] for t in ids])).max() < TOLERANCE
+
+    scores = np.array([reference[a] @ reference[b] for a, b in protocol.pairs])
+    for far, tar in report["tar_at_far"].items():
+        assert tar == pytest.approx(reference_tar(scores, protocol.labels, float(far)))
+
+    probes = list(zip(*protocol.probes))
+    for name, result in report["identification"].items():
+        if name == "mean":
+            continue
+        for fpir in (1e-2, 1e-1):
+            ranks, tpir = reference_identification(reference, probes, list(zip(*protocol.galleries[name])), fpir)
+            assert result[f"tpir@fpir={fpir:.0e}"] == pytest.approx(tpir)
+        assert {k: result[k] for k in ranks} == pytest.approx(ranks)
+    mean = report["identification"]["mean"]
+    assert mean["rank1"] == pytest.approx((report["identification"]["G1"]["rank1"] + report["identification"]["G2"]["rank1"]) / 2)
+
+
+def test_edge_cases_are_present_and_handled(embedded):
+    protocol, features, readable = embedded
+    report, _, ids, pooled = score_protocol(protocol, features, readable)
+    row = {int(t): i for i, t in enumerate(ids)}
+    # a template with one image is that image's normalised feature
+    single = np.flatnonzero((protocol.templates == 301))[0]
+    assert np.allclose(pooled[row[301]], features[single] / np.linalg.norm(features[single]), atol=TOLERANCE)
+    # copies tie exactly: a genuine and an impostor pair with the same score, and a tied 1:N search
+    assert np.array_equal(pooled[row[TIE_PROBE]], pooled[row[200]])
+    assert report["identification"]["G1"]["rank1"] < 1.0  # probe 200 ties its mate 100 with 401: not first
+
+
+def test_missing_template_images_and_bad_files(ijb, tmp_path):
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    for path in (ijb / "meta").iterdir():
+        (meta / path.name).write_text(path.read_text())
+    (meta / "ijbc_template_pair_label.txt").write_text("100 999 0\n")
+    with pytest.raises(ValueError, match="template 999 of the pair list has no images"):
+        load_ijb(tmp_path)
+    (meta / "ijbc_name_5pts_score.txt").write_text("1.jpg 1 2 3\n")
+    with pytest.raises(ValueError, match=r"ijbc_name_5pts_score.txt:1: expected 12 fields, found 4"):
+        load_ijb(tmp_path)
+
+
+def test_tool_writes_report_plot_and_reuses_features(ijb, embedder, tmp_path, capsys):
+    from tools import eval_ijb
+
+    model = tmp_path / "pixels.keras"
+    embedder.save(model)
+    features = tmp_path / "features.npz"
+    report = eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "r.json"),
+                            "--features", str(features), "--batch-size", "8", "--workers", "1"])
+    printed = capsys.readouterr().out
+    assert "flip=True  detector_score=True  normalize_images=False" in printed and "per 1,000 images" in printed
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["unreadable_images"] == 1 and saved["tar_at_far"] == report["tar_at_far"]
+    assert (tmp_path / "r_roc.png").stat().st_size > 0 and features.is_file()
+    again = eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "n.json"),
+                           "--features", str(features), "--normalize-images"])
+    assert again["options"]["normalize_images"] and again["seconds_per_1000_images"] is None
+    protocol = load_ijb(ijb)
+    with np.load(features) as f:
+        expected, _, _, _ = score_protocol(protocol, f["features"], f["readable"], True, True)
+    assert again["tar_at_far"] == expected["tar_at_far"]
+    with pytest.raises(SystemExit, match="no such model file"):
+        eval_ijb.main([str(ijb), "--model", str(tmp_path / "none.keras"), "--out", str(tmp_path / "x.json")])

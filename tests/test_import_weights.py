@@ -1,0 +1,168 @@
+"""arcface_torch IResNet weights (torch zip state dict, ONNX with BN kept or folded) → our backbone,
+compared with onnxruntime running the same graph. No PyTorch needed (a torch test runs if installed)."""
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from arcface_torch_files import onnxruntime_embeddings, random_state_dict, write_onnx, write_torch_zip  # noqa: E402
+
+from arcface_keras.evaluation.verification import l2_normalize  # noqa: E402
+from arcface_keras.pretrained.iresnet import import_iresnet, read_weights  # noqa: E402
+from arcface_keras.pretrained.torch_zip import UnsafeCheckpointError, read_state_dict  # noqa: E402
+
+SIZE, BASE, EMBEDDING = 32, 4, 8  # IResNet-18 at 1/16 width: 32x32 input → 2x2 feature map
+# Float32 through ~20 layers, two implementations summing in different orders: ~1e-6 on unit vectors.
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("arcface_torch")
+    state = random_state_dict(18, BASE, EMBEDDING, SIZE // 16, seed=1)
+    write_torch_zip(folder / "backbone.pth", state)
+    write_onnx(folder / "kept.onnx", state, SIZE)
+    write_onnx(folder / "folded.onnx", state, SIZE, fold_bn=True)
+    images = np.random.default_rng(2).uniform(-1, 1, (6, SIZE, SIZE, 3)).astype(np.float32)
+    return folder, state, images
+
+
+def reference(folder, images):
+    """onnxruntime's normalised embeddings, plain and flip-summed."""
+    plain = onnxruntime_embeddings(folder / "kept.onnx", images)
+    flipped = onnxruntime_embeddings(folder / "kept.onnx", np.ascontiguousarray(images[:, :, ::-1]))
+    return l2_normalize(plain), l2_normalize(plain + flipped)
+
+
+def keras_embeddings(model, images):
+    plain = np.asarray(model.predict_on_batch(images), np.float64)
+    flipped = np.asarray(model.predict_on_batch(np.ascontiguousarray(images[:, :, ::-1])), np.float64)
+    return l2_normalize(plain), l2_normalize(plain + flipped)
+
+
+def test_folded_graph_matches_the_kept_one(files):
+    folder, _, images = files
+    kept = onnxruntime_embeddings(folder / "kept.onnx", images)
+    folded = onnxruntime_embeddings(folder / "folded.onnx", images)
+    assert np.abs(l2_normalize(kept) - l2_normalize(folded)).max() < TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["backbone.pth", "kept.onnx", "folded.onnx"])
+def test_imported_backbone_matches_onnxruntime(files, name):
+    folder, _, images = files
+    model = import_iresnet(folder / name, input_size=(SIZE, SIZE), depth=18, embedding_size=EMBEDDING)
+    assert model.name == "resnet18" and model.output_shape == (None, EMBEDDING)
+    for ours, theirs in zip(keras_embeddings(model, images), reference(folder, images)):
+        assert np.abs(ours - theirs).max() < TOLERANCE
+
+
+def test_state_dicts_agree(files):
+    folder, state, _ = files
+    from_zip = read_weights(folder / "backbone.pth")
+    assert set(from_zip) == set(state)
+    assert all(np.array_equal(from_zip[k], state[k]) for k in state)
+    from_onnx = read_weights(folder / "kept.onnx")
+    assert set(from_onnx) == {k for k in state if not k.endswith("num_batches_tracked")}
+    assert all(np.array_equal(from_onnx[k], state[k]) for k in from_onnx)
+
+
+def test_keras_same_padding_would_be_wrong(files):
+    """The strided convs need PyTorch's symmetric padding: the same weights under Keras' "same" differ."""
+    folder, _, images = files
+    from arcface_keras.backbones.resnet import iresnet
+
+    imported = import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE))
+    same = iresnet(18, (SIZE, SIZE, 3), EMBEDDING, width=BASE / 64, padding="same")
+    for layer in same.layers:
+        if layer.weights:
+            layer.set_weights(imported.get_layer(layer.name).get_weights())
+    plain, _ = keras_embeddings(same, images)
+    assert np.abs(plain - reference(folder, images)[0]).max() > 1e-2
+
+
+@pytest.mark.parametrize("asked, message", [
+    ({"depth": 34}, "depth is 18 in the weights, 34 was asked for"),
+    ({"embedding_size": 512}, "embedding_size is 8 in the weights, 512 was asked for"),
+    ({"width": 1.0}, "width is 0.0625 in the weights, 1 was asked for"),
+    ({"input_size": (48, 48)}, "fc.weight takes 128 inputs; this input size gives 32x3x3 = 288"),
+])
+def test_mismatch_fails_naming_it(files, asked, message):
+    folder = files[0]
+    kwargs = {"input_size": (SIZE, SIZE), **asked}
+    with pytest.raises(ValueError, match=message):
+        import_iresnet(folder / "backbone.pth", **kwargs)
+
+
+def test_missing_and_unexpected_keys_are_named(files, tmp_path):
+    _, state, _ = files
+    missing = {k: v for k, v in state.items() if k != "layer2.0.conv1.weight"}
+    write_torch_zip(tmp_path / "missing.pth", missing)
+    with pytest.raises(ValueError, match=r"missing key 'layer2.0.conv1.weight'"):
+        import_iresnet(tmp_path / "missing.pth", input_size=(SIZE, SIZE))
+    extra = {**state, "layer1.0.se.fc1.weight": np.ones((2, 2), np.float32)}
+    write_torch_zip(tmp_path / "extra.pth", extra)
+    with pytest.raises(ValueError, match=r"unexpected key 'layer1.0.se.fc1.weight'"):
+        import_iresnet(tmp_path / "extra.pth", input_size=(SIZE, SIZE))
+
+
+def test_code_in_a_checkpoint_is_refused(files, tmp_path):
+    folder = files[0]
+    path = tmp_path / "evil.pth"
+    with zipfile.ZipFile(folder / "backbone.pth") as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item.endswith("data.pkl"):
+                data = b"cos\nsystem\n(S'echo hacked'\ntR."
+            target.writestr(item, data)
+    with pytest.raises(UnsafeCheckpointError, match="refusing to load global os.system"):
+        read_state_dict(path)
+
+
+def test_tool_writes_a_keras_backbone(files, tmp_path, capsys):
+    from tools import import_weights
+
+    folder, _, images = files
+    out = tmp_path / "pretrained" / "r18.keras"
+    report = import_weights.main([str(folder / "kept.onnx"), "--out", str(out), "--input-size", str(SIZE)])
+    assert report["max_abs_difference"] < TOLERANCE and "onnxruntime vs keras" in capsys.readouterr().out
+    loaded = keras.saving.load_model(out, compile=False)
+    for ours, theirs in zip(keras_embeddings(loaded, images), reference(folder, images)):
+        assert np.abs(ours - theirs).max() < TOLERANCE
+    with pytest.raises(SystemExit, match="depth is 18 in the weights, 50 was asked for"):
+        import_weights.main([str(folder / "backbone.pth"), "--out", str(tmp_path / "x.keras"), "--depth", "50",
+                             "--input-size", str(SIZE)])
+    assert not (tmp_path / "x.keras").exists()
+
+
+def test_torch_checkpoint_if_torch_is_installed(files, tmp_path):
+    torch = pytest.importorskip("torch")
+    folder, state, images = files
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, tmp_path / "real.pth")
+    loaded = read_state_dict(tmp_path / "real.pth")
+    assert all(np.array_equal(loaded[k], state[k]) for k in state)
+
+
+def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
+    from arcface_keras.config import ConfigError, Model
+    from arcface_keras.training.model import build_face_model, check_model_config
+
+    folder, _, images = files
+    path = tmp_path / "r18.keras"
+    import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
+    spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
+    config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
+    check_model_config(config)
+    _, embedder, _ = build_face_model(config, num_classes=5, image_size=SIZE)
+    for ours, theirs in zip(keras_embeddings(embedder, images), reference(folder, images)):
+        assert np.abs(ours - theirs).max() < TOLERANCE
+    with pytest.raises(ConfigError, match=r"stage1_unit1_2_pad \(ZeroPadding2D\) there, stage1_unit1_shortcut_conv \(Conv2D\) in model.backbone"):
+        build_face_model(Model(backbone={**spec, "padding": "same"}, embedding_size=EMBEDDING, pretrained=str(path)),
+                         num_classes=5, image_size=SIZE)
+    with pytest.raises(ConfigError, match=r"layer output_dense has weights \[\(128, 8\), \(8,\)\] there, \[\(128, 16\)"):
+        build_face_model(Model(backbone=spec, embedding_size=16, pretrained=str(path)), num_classes=5, image_size=SIZE)
+    with pytest.raises(ConfigError, match="model.pretrained: .*missing.keras: no such file"):
+        check_model_config(Model(backbone=spec, pretrained=str(tmp_path / "missing.keras")))

@@ -1,0 +1,126 @@
+"""IJB-B / IJB-C evaluation of an embedder: 1:1 TAR at FAR 1e-6..1e-1, 1:N rank-k and TPIR at FPIR.
+
+    python tools/eval_ijb.py data/IJBC --model embedder.keras --out work_dirs/ijbc/report.json
+    python tools/eval_ijb.py data/IJBC --model embedder.keras --out r.json --features work_dirs/ijbc/features.npy \\
+        --normalize-images --no-detector-score     # re-score other pooling choices without re-embedding
+
+The folder holds insightface's layout (loose_crop/ and meta/; see arcface_keras/data/ijb.py). Writes
+the JSON report, the ROC plot beside it (_roc.png) and, with --wandb, a W&B run. The options used
+are printed and written in the report. Unreadable crops are skipped and counted.
+"""
+import argparse
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from arcface_keras.io import atomic_path, write_json  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=pathlib.Path, help="IJB folder with loose_crop/ and meta/")
+    parser.add_argument("--model", type=pathlib.Path, required=True, help=".keras embedder")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="JSON report; the ROC plot goes beside it")
+    parser.add_argument("--target", choices=("ijbc", "ijbb"), help="default: found from meta/")
+    parser.add_argument("--no-flip", dest="flip", action="store_false", help="embed the image only, not its mirror too")
+    parser.add_argument("--no-detector-score", dest="detector_score", action="store_false",
+                        help="do not weight images by their detector score")
+    parser.add_argument("--normalize-images", action="store_true", help="L2-normalise image features before pooling")
+    parser.add_argument("--features", type=pathlib.Path, help=".npy of image features: read if it exists, else written")
+    parser.add_argument("--features-dtype", choices=("float16", "float32"), default="float16")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=4, help="threads reading and aligning crops")
+    parser.add_argument("--wandb", choices=("online", "offline", "disabled"), default="disabled")
+    parser.add_argument("--wandb-project", default="arcface_keras")
+    return parser.parse_args(argv)
+
+
+def options(args):
+    return {"flip": args.flip, "detector_score": args.detector_score, "normalize_images": args.normalize_images,
+            "features_dtype": args.features_dtype, "alignment": "5-point similarity to the ArcFace template"}
+
+
+def image_features(args, protocol):
+    """(features, readable mask, seconds per 1,000 images; None when read from --features)."""
+    if args.features and args.features.is_file():
+        with np.load(args.features) as saved:
+            features, readable, flip = saved["features"], saved["readable"], bool(saved["flip"])
+        if len(features) != len(protocol.names) or flip != args.flip:
+            raise ValueError(f"{args.features}: holds {len(features)} features with flip={flip}, this run needs "
+                             f"{len(protocol.names)} with flip={args.flip}")
+        return features, readable, None
+    from arcface_keras.evaluation.ijb import embed_protocol
+    from tools.eval import load_embedder
+
+    embedder = load_embedder(args.model)
+    begin = time.perf_counter()
+    features, readable = embed_protocol(embedder, protocol, args.batch_size, args.flip,
+                                        np.dtype(args.features_dtype), args.workers)
+    per_thousand = (time.perf_counter() - begin) / len(features) * 1000
+    if args.features:
+        with atomic_path(args.features) as tmp, open(tmp, "wb") as f:
+            np.savez(f, features=features, readable=readable, flip=args.flip)
+    return features, readable, per_thousand
+
+
+def format_report(report):
+    lines = [f"{report['target'].upper()}  " + "  ".join(f"{k}={v}" for k, v in report["options"].items()),
+             f"images {report['images']} (unreadable {report['unreadable_images']}), templates {report['templates']}, "
+             f"pairs {report['pairs']} ({report['genuine']} genuine)"]
+    lines.append("1:1  " + "  ".join(f"TAR@FAR={far}: {100 * tar:.2f}" for far, tar in report["tar_at_far"].items()))
+    for gallery, result in report.get("identification", {}).items():
+        figures = "  ".join(f"{k}: {'-' if v is None else f'{100 * v:.2f}'}" for k, v in result.items()
+                            if k not in ("mated", "non_mated"))
+        lines.append(f"1:N {gallery}  {figures}")
+    if report.get("seconds_per_1000_images") is not None:
+        lines.append(f"align + embed: {report['seconds_per_1000_images']:.1f} s per 1,000 images")
+    lines.append("pool/score: " + ", ".join(f"{k} {v:.2f}" for k, v in report["timings"].items()))
+    return "\n".join(lines)
+
+
+def log_wandb(args, report, roc_path):
+    import wandb
+
+    run = wandb.init(project=args.wandb_project, mode=args.wandb, job_type="eval_ijb",
+                     config={"model": str(args.model), "target": report["target"], **report["options"]})
+    summary = {f"{report['target']}/tar@far={k}": v for k, v in report["tar_at_far"].items()}
+    for gallery, result in report.get("identification", {}).items():
+        summary.update({f"{report['target']}/{gallery}/{k}": v for k, v in result.items() if v is not None})
+    run.log({**summary, f"{report['target']}/roc": wandb.Image(str(roc_path))})
+    run.finish()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from arcface_keras.data.ijb import load_ijb
+    from arcface_keras.evaluation.ijb import score_protocol
+    from arcface_keras.evaluation.plots import plot_roc
+
+    if not (args.features and args.features.is_file()) and not args.model.is_file():
+        sys.exit(f"error: {args.model}: no such model file")
+    try:
+        protocol = load_ijb(args.root, args.target)
+        features, readable, per_thousand = image_features(args, protocol)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+    if not readable.any():
+        sys.exit(f"error: {args.root / 'loose_crop'}: no crop could be read")
+    scored, (fpr, tpr), _, _ = score_protocol(protocol, features, readable, args.normalize_images, args.detector_score)
+    report = {"target": protocol.target, "model": str(args.model), "options": options(args),
+              "images": len(features), "unreadable_images": int((~readable).sum()),
+              "seconds_per_1000_images": per_thousand, **scored}
+    print(format_report(report))
+    write_json(args.out, report)
+    roc_path = args.out.with_name(f"{args.out.stem}_roc.png")
+    plot_roc({protocol.target.upper(): (fpr, tpr)}, roc_path, title=f"{protocol.target.upper()} 1:1, {args.model.name}")
+    if args.wandb != "disabled":
+        log_wandb(args, report, roc_path)
+    return report
+
+
+if __name__ == "__main__":
+    main()
