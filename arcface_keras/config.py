@@ -255,7 +255,7 @@ def validate(experiment, check_paths=True):
         values = getattr(experiment, section.name)
         for f in dataclasses.fields(values):
             check_field(f"{section.name}.{f.name}", getattr(values, f.name), f)
-    check_data(experiment.data, check_paths)
+    check_data(experiment.data, check_paths, experiment.model.pretrained)
     check_best_metric(experiment)
     check_backend(experiment.train)
 
@@ -295,9 +295,9 @@ def did_you_mean(value, choices):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_data(data, check_paths):
-    """Where the images come from: exactly one of data.train and data.synthetic, paths that exist,
-    augmentations that build."""
+def check_data(data, check_paths, pretrained=""):
+    """Where the images come from: exactly one of data.train and data.synthetic, paths that exist (the
+    pretrained backbone's too), augmentations that build."""
     from arcface_keras.data.prepare import synthetic_settings
 
     if data.train and data.synthetic:
@@ -310,7 +310,8 @@ def check_data(data, check_paths):
         synthetic_settings(data)
     if check_paths:
         named_paths = ([("data.train", data.train)] if data.train else []) + [
-            (f"data.val.{name}", path) for name, path in data.val.items()]
+            (f"data.val.{name}", path) for name, path in data.val.items()] + (
+            [("model.pretrained", pretrained)] if pretrained else [])
         for key, path in named_paths:
             if not Path(path).expanduser().exists():
                 raise MissingPathError(f"{key}={path!r}: no such file or directory")

@@ -147,15 +147,15 @@ def test_torch_checkpoint_if_torch_is_installed(files, tmp_path):
 
 
 def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
-    from arcface_keras.config import ConfigError, Model
-    from arcface_keras.training.model import build_face_model, check_model_config
+    from arcface_keras.config import ConfigError, Data, Experiment, Model, validate
+    from arcface_keras.training.model import build_face_model
 
     folder, _, images = files
     path = tmp_path / "r18.keras"
     import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
     spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
     config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
-    check_model_config(config)
+    validate(Experiment(data=Data(synthetic={"identities": 4}), model=config))
     _, embedder, _ = build_face_model(config, num_classes=5, image_size=SIZE)
     for ours, theirs in zip(keras_embeddings(embedder, images), reference(folder, images)):
         assert np.abs(ours - theirs).max() < TOLERANCE
@@ -164,5 +164,6 @@ def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
                          num_classes=5, image_size=SIZE)
     with pytest.raises(ConfigError, match=r"layer output_dense has weights \[\(128, 8\), \(8,\)\] there, \[\(128, 16\)"):
         build_face_model(Model(backbone=spec, embedding_size=16, pretrained=str(path)), num_classes=5, image_size=SIZE)
-    with pytest.raises(ConfigError, match="model.pretrained: .*missing.keras: no such file"):
-        check_model_config(Model(backbone=spec, pretrained=str(tmp_path / "missing.keras")))
+    with pytest.raises(ConfigError, match="model.pretrained='.*missing.keras': no such file"):
+        validate(Experiment(data=Data(synthetic={"identities": 4}),
+                            model=Model(backbone=spec, pretrained=str(tmp_path / "missing.keras"))))

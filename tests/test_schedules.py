@@ -29,7 +29,7 @@ def test_schedule_serialises_and_rejects_unknown_kind():
     schedule = WarmupSchedule(0.1, 50, warmup_steps=5, kind="step", boundaries=[20])
     again = WarmupSchedule(**schedule.get_config())
     np.testing.assert_allclose(values(again, range(50)), values(schedule, range(50)))
-    with pytest.raises(ValueError, match="train.lr_schedule='cosin'"):
+    with pytest.raises(KeyError, match="unknown lr_schedule 'cosin'; did you mean 'cosine'"):
         WarmupSchedule(0.1, 10, kind="cosin")
 
 

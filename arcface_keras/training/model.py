@@ -3,7 +3,6 @@ from pathlib import Path
 
 import keras
 
-from arcface_keras import backbones, heads  # noqa: F401  (registers the components)
 from arcface_keras.config import ConfigError
 from arcface_keras.registry import BACKBONES, HEADS
 
@@ -24,15 +23,6 @@ def build_face_model(model_config, num_classes, image_size):
     label = keras.Input((), dtype="int32", name="label")
     output = head([embedder(image), label])
     return keras.Model([image, label], output, name="face_model"), embedder, head
-
-
-def check_model_config(model_config):
-    """Fail before any work on an unknown backbone/head name or keyword, or a missing pretrained file."""
-    BACKBONES.check(model_config.backbone)
-    HEADS.check(model_config.head)
-    path = Path(model_config.pretrained).expanduser()
-    if model_config.pretrained and not path.is_file():
-        raise ConfigError(f"model.pretrained: {path}: no such file (a .keras backbone, e.g. from tools/import_weights.py)")
 
 
 def _layer_list(model):
