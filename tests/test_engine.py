@@ -140,3 +140,33 @@ def test_killed_run_resumes_exactly_and_a_finished_run_is_final(tmp_path, repo_r
     assert longer["step"] == 21
     with open(uninterrupted / "demo_synth_mfn_arc" / "train_log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+
+
+def test_a_fresh_interpreter_loads_a_saved_embedder_after_import_arcface_keras(tmp_path, repo_root):
+    """The README's Python use: `import arcface_keras`, load the embedder with Keras, embed two crops, compare."""
+    from arcface_keras.training.model import build_face_model
+    from arcface_keras.config import Model
+
+    _, embedder, _ = build_face_model(Model(backbone={"type": "mobilefacenet", "width": 0.25}, embedding_size=16),
+                                      num_classes=4, image_size=32)
+    embedder.save(tmp_path / "embedder.keras")
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.jpg"):
+        import cv2
+
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    code = f"""
+import arcface_keras  # first: registers the layers, quiets TensorFlow's start-up
+import keras, numpy as np
+from arcface_keras.data.decode import decode_rgb
+from arcface_keras.evaluation.embed import embed_images
+
+embedder = keras.saving.load_model({str(tmp_path / 'embedder.keras')!r}, compile=False)
+faces = np.stack([decode_rgb(open(path, "rb").read(), path) for path in ({str(tmp_path / 'a.jpg')!r}, {str(tmp_path / 'b.jpg')!r})])
+a, b = embed_images(embedder, faces)
+print(f"cosine similarity {{a @ b:.3f}}")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    similarity = float(proc.stdout.split("cosine similarity ")[1])
+    assert -1.0 <= similarity <= 1.0 and proc.stderr == ""
