@@ -21,13 +21,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 DEMO = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "demo_synth_mfn_arc.py"
 
 
-def best_time(function, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from bench_eval import best_time  # noqa: E402  (bench/ is the script's folder)
 
 
 def train_demo(work_dir, steps):
