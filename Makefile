@@ -1,9 +1,10 @@
 PYTHON ?= python
+EXTRAS ?= cpu,dev  # make demo EXTRAS=gpu,dev on a GPU machine
 
 .PHONY: install demo test bench
 
 install:
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e ".[$(EXTRAS)]"
 
 demo: install
 	$(PYTHON) tools/run.py experiments/demo_synth_mfn_arc.py

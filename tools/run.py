@@ -4,6 +4,7 @@ On several machines, start the same command on each, adding
 --workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run).
 """
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
@@ -36,6 +37,9 @@ def main(argv=None):
         overrides.append(f"log.wandb={args.wandb}")
     if args.work_dir:
         overrides.append(f"log.work_dir={args.work_dir}")
+    if importlib.util.find_spec("tensorflow") is None:
+        sys.exit("error: training reads its data with tf.data, and TensorFlow is not installed: "
+                 "pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine)")
     if (args.workers is None) != (args.worker_index is None):
         sys.exit("error: --workers and --worker-index go together")
     try:
