@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+BoolOrAuto = typing.Union[bool, typing.Literal["auto"]]
+
+
 @dataclass
 class Data:
     """Where images come from and how they are fed."""
@@ -54,8 +57,8 @@ class Train:
     strategy: str = "auto"  # "auto", "mirrored", "one_device" or "multi_worker" (training/distribute.py)
     sync_bn: bool = False  # batch norm with global-batch statistics across replicas (TensorFlow)
     model_parallel: int = 0  # JAX: shard the class centres over this many devices (training/model_parallel.py)
-    precision: str = "float32"  # "float32", "mixed_float16" or "mixed_bfloat16"
-    jit_compile: bool = False
+    precision: str = "auto"  # "auto", "float32", "mixed_float16" or "mixed_bfloat16" (training/auto.py)
+    jit_compile: BoolOrAuto = "auto"  # XLA: true, false or "auto" (training/auto.py)
     seed: int = 0
 
 
@@ -165,6 +168,13 @@ def literal(raw):
 
 
 def coerce(raw, annotation, key):
+    if annotation is BoolOrAuto:
+        if raw.lower() == "auto":
+            return "auto"
+        try:
+            return coerce(raw, bool, key)
+        except ConfigError:
+            raise ConfigError(f"override {key}={raw!r}: expected true or false, or auto") from None
     if annotation in ("bool", bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True

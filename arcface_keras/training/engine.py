@@ -11,14 +11,14 @@ import numpy as np
 from arcface_keras import config as config_lib
 from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
-from arcface_keras.training import callbacks as cb
+from arcface_keras.training import auto, callbacks as cb
 from arcface_keras.heads.partial_fc import RowSparseSGD
 from arcface_keras.training import distribute
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
 from arcface_keras.training.model import build_face_model, check_model_config
 from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 def validate(experiment):
@@ -26,6 +26,8 @@ def validate(experiment):
     check_model_config(experiment.model)
     if experiment.train.precision not in PRECISIONS:
         raise config_lib.ConfigError(f"train.precision={experiment.train.precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if experiment.train.jit_compile not in (True, False, "auto"):
+        raise config_lib.ConfigError(f"train.jit_compile={experiment.train.jit_compile!r}: expected true, false or auto")
     if experiment.train.strategy not in distribute.STRATEGIES:
         raise config_lib.ConfigError(f"train.strategy={experiment.train.strategy!r}: expected one of "
                                      f"{', '.join(distribute.STRATEGIES)}")
@@ -49,18 +51,20 @@ def versions():
 def run(experiment, command=None):
     """Train `experiment`, resuming from its run directory if one exists; return the final evaluation.
 
-    The global dtype policy is `train.precision` during the run and what it was before afterwards.
+    The global dtype policy is `train.precision` (`auto` resolved) during the run and what it was before afterwards.
     """
     validate(experiment)
+    backend = keras.backend.backend()
+    choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(experiment.train.precision)
+    keras.mixed_precision.set_dtype_policy(choice.precision)
     try:
-        return train_and_evaluate(experiment, command)
+        return train_and_evaluate(experiment, command, choice)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def train_and_evaluate(experiment, command):
+def train_and_evaluate(experiment, command, choice):
     t, d = experiment.train, experiment.data
     work_dir = Path(experiment.log.work_dir) / experiment.name
     keras.utils.set_random_seed(t.seed)
@@ -75,7 +79,8 @@ def train_and_evaluate(experiment, command):
         work_dir.mkdir(parents=True, exist_ok=True)
         config_lib.dump(experiment, work_dir / "config.json")
         write_text(work_dir / "command.txt", " ".join(command or sys.argv) + "\n")
-        write_json(work_dir / "versions.json", versions())
+        write_json(work_dir / "versions.json", {**versions(), "precision": choice.precision,
+                                                "jit_compile": choice.jit_compile, "device": str(choice.device)})
 
     from arcface_keras.augment import build_augmentation
     from arcface_keras.data.pipeline import train_dataset
@@ -100,7 +105,7 @@ def train_and_evaluate(experiment, command):
             warmup_steps=round(t.warmup_epochs * steps_per_epoch), kind=t.lr_schedule,
             boundaries=[round(e * steps_per_epoch) for e in t.lr_steps],
         )
-        model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=t.jit_compile)
+        model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=choice.jit_compile)
         model.optimizer.build(model.trainable_variables)  # now, not inside the first traced step
         start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints")
 
@@ -122,7 +127,8 @@ def train_and_evaluate(experiment, command):
                 evaluator, experiment.eval.every_steps, work_dir / "eval_log.csv",
                 experiment.eval.best_metric, work_dir / "checkpoints" / "best.weights.h5"))
     print(f"[arcface_keras] {experiment.name}: {manifest['num_images']} images, {manifest['num_classes']} classes, "
-          f"{replicas} replica(s), global batch {global_batch}, {steps_per_epoch} steps/epoch × {t.epochs} epochs"
+          f"{replicas} replica(s), global batch {global_batch}, {steps_per_epoch} steps/epoch × {t.epochs} epochs, "
+          f"{choice.describe()}"
           + (f", resuming at step {start}" if start else ""), flush=True)
     began = time.time()
     with distribute.synchronized_batch_norm(model, t.sync_bn and replicas > 1), distribute.distributed_fit(model, strategy, dataset.element_spec):
