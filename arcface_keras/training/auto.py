@@ -36,7 +36,7 @@ class Choice:
     device: Device
 
     def describe(self):
-        return f"{self.precision}, XLA {'on' if self.jit_compile else 'off'} on {self.device}"
+        return f"{self.precision}, XLA {'on' if self.jit_compile else 'off'} ({self.device})"
 
 
 def resolve(precision, jit_compile, backend, device):

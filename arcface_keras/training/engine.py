@@ -31,6 +31,9 @@ def validate(experiment):
     if experiment.train.strategy not in distribute.STRATEGIES:
         raise config_lib.ConfigError(f"train.strategy={experiment.train.strategy!r}: expected one of "
                                      f"{', '.join(distribute.STRATEGIES)}")
+    if experiment.train.strategy == "multi_worker" and keras.backend.backend() == "jax":
+        raise config_lib.ConfigError("train.strategy='multi_worker' needs the TensorFlow backend; on JAX "
+                                     "use auto or mirrored (the local devices)")
     if experiment.train.model_parallel and keras.backend.backend() != "jax":
         raise config_lib.ConfigError(f"train.model_parallel={experiment.train.model_parallel}: needs the JAX backend "
                                      f"(KERAS_BACKEND=jax), running {keras.backend.backend()}")
@@ -68,11 +71,7 @@ def train_and_evaluate(experiment, command, choice):
     t, d = experiment.train, experiment.data
     work_dir = Path(experiment.log.work_dir) / experiment.name
     keras.utils.set_random_seed(t.seed)
-    if t.model_parallel:
-        from arcface_keras.training.model_parallel import class_axis, shard_class_centres
-
-        shard_class_centres(model_axis=t.model_parallel, axis=class_axis(experiment.model.head))
-    strategy = make_strategy(t.strategy)
+    strategy = make_strategy(t.strategy, t.model_parallel, experiment.model.head)
     chief = is_chief(strategy)
     workers = distribute.num_workers(strategy)
     if chief:
@@ -110,9 +109,10 @@ def train_and_evaluate(experiment, command, choice):
         start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints")
 
     evaluator.embedder = embedder
-    if strategy.num_replicas_in_sync > 1:
+    if replicas > 1:
         # Keras' predict_on_batch under a tf.distribute strategy feeds the whole batch to every replica (and,
-        # across workers, is a collective the others would not join): the chief evaluates a plain copy.
+        # across workers, is a collective the others would not join); on JAX a distribution splits it over the
+        # devices, which needs a batch divisible by them: the chief evaluates a plain copy, outside any distribution.
         evaluator.embedder, evaluator.source = keras.models.clone_model(embedder), embedder
     run_wandb = start_wandb(experiment, work_dir) if chief else None
     callbacks = [keras.callbacks.TerminateOnNaN()]
@@ -205,7 +205,8 @@ class Evaluator:
             self.embedder.set_weights(self.source.get_weights())
         metrics = {}
         for name, (images, issame) in self.sets.items():
-            embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
+            with distribute.outside_distribution():
+                embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
             report = evaluate(embeddings[0::2], embeddings[1::2], issame)
             self.reports[name] = {k: v for k, v in report.items() if not isinstance(v, (list, np.ndarray, dict))}
             for key, value in self.reports[name].items():
