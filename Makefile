@@ -1,5 +1,6 @@
 PYTHON ?= python
-EXTRAS ?= cpu,dev  # make demo EXTRAS=gpu,dev on a GPU machine
+# the TensorFlow extra and dev; on a GPU machine: make demo EXTRAS=gpu,dev
+EXTRAS ?= cpu,dev
 
 .PHONY: install demo test bench
 
