@@ -1,9 +1,11 @@
 PYTHON ?= python
+# the TensorFlow extra and dev; on a GPU machine: make demo EXTRAS=gpu,dev
+EXTRAS ?= cpu,dev
 
 .PHONY: install demo test bench
 
 install:
-	$(PYTHON) -m pip install -q -e ".[dev]"
+	$(PYTHON) -m pip install -q -e ".[$(EXTRAS)]"
 
 demo: install
 	$(PYTHON) tools/run.py experiments/demo_synth_mfn_arc.py

@@ -25,6 +25,9 @@ def named(registry, default=None, default_factory=None):
     return field(default=default, metadata={"registry": registry})
 
 
+BoolOrAuto = typing.Union[bool, typing.Literal["auto"]]
+
+
 @dataclass
 class Data:
     """Where images come from and how they are fed."""
@@ -70,8 +73,8 @@ class Train:
     strategy: Literal["auto", "mirrored", "one_device", "multi_worker"] = "auto"  # training/distribute.py
     sync_bn: bool = False  # batch norm with global-batch statistics across replicas (TensorFlow)
     model_parallel: int = 0  # JAX: shard the class centres over this many devices (training/model_parallel.py)
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
-    jit_compile: bool = False
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # training/auto.py
+    jit_compile: BoolOrAuto = "auto"  # XLA: true, false or "auto" (training/auto.py)
     seed: int = 0
 
 
@@ -197,6 +200,13 @@ def literal(raw):
 
 
 def coerce(raw, annotation, key):
+    if annotation is BoolOrAuto:
+        if raw.lower() == "auto":
+            return "auto"
+        try:
+            return coerce(raw, bool, key)
+        except ConfigError:
+            raise ConfigError(f"override {key}={raw!r}: expected true or false, or auto") from None
     if annotation in ("bool", bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -264,19 +274,33 @@ TYPES = {int: (int,), float: (int, float), bool: (bool,), str: (str,), list: (li
 
 
 def check_field(key, value, f):
-    """One setting against its annotation: a Literal's values, a registry's entries, or its type."""
-    annotation = f.type
-    if typing.get_origin(annotation) is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise ConfigError(f"{key}={value!r}: expected one of {', '.join(map(repr, choices))}"
-                              + did_you_mean(value, choices))
-        return
-    expected = TYPES.get(annotation)
-    if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
-        raise ConfigError(f"{key}={value!r}: expected {annotation.__name__}, got {type(value).__name__}")
+    """One setting against its annotation (a Literal's values, a type, or a Union of them) and its registry."""
+    if not matches(value, f.type):
+        choices = [c for arg in annotation_options(f.type) for c in typing.get_args(arg)]
+        types = [arg.__name__ for arg in annotation_options(f.type) if arg in TYPES]
+        expected = ", ".join(types + [repr(c) for c in choices])
+        raise ConfigError(f"{key}={value!r}: expected {'one of ' if choices else ''}{expected}"
+                          + (did_you_mean(value, choices) if choices else f", got {type(value).__name__}"))
     if "registry" in f.metadata:
         check_registered(key, value, f.metadata["registry"])
+
+
+def annotation_options(annotation):
+    """The alternatives of a Union annotation, or the annotation alone."""
+    return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Union else (annotation,)
+
+
+def matches(value, annotation):
+    """Whether `value` fits `annotation`: a Literal's values, one of TYPES (no bool for a number), or Any."""
+    for option in annotation_options(annotation):
+        if typing.get_origin(option) is Literal and value in typing.get_args(option) and not (
+                isinstance(value, bool) and True not in typing.get_args(option)):
+            return True
+        if option in TYPES and isinstance(value, TYPES[option]) and (option is bool or not isinstance(value, bool)):
+            return True
+        if option is typing.Any:
+            return True
+    return False
 
 
 def check_registered(key, value, registry_name):
@@ -344,3 +368,6 @@ def check_backend(train):
     if train.model_parallel and keras.backend.backend() != "jax":
         raise ConfigError(f"train.model_parallel={train.model_parallel}: needs the JAX backend "
                           f"(KERAS_BACKEND=jax), running {keras.backend.backend()}")
+    if train.strategy == "multi_worker" and keras.backend.backend() == "jax":
+        raise ConfigError("train.strategy='multi_worker': needs the TensorFlow backend (tf.distribute); "
+                          "on JAX use 'auto' or 'mirrored' (the local devices)")

@@ -5,6 +5,7 @@ On several machines, start the same command on each, adding
 A W&B sweep agent's `--section.key=value` arguments are taken as --set overrides (experiments/sweeps/).
 """
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
@@ -36,6 +37,9 @@ def main(argv=None):
         overrides.append(f"log.wandb={args.wandb}")
     if args.work_dir:
         overrides.append(f"log.work_dir={args.work_dir}")
+    if importlib.util.find_spec("tensorflow") is None:
+        sys.exit("error: training reads its data with tf.data, and TensorFlow is not installed: "
+                 "pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine)")
     if (args.workers is None) != (args.worker_index is None):
         sys.exit("error: --workers and --worker-index go together")
     try:

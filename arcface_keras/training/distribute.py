@@ -1,11 +1,21 @@
-"""Data-parallel training with tf.distribute: the strategy, who writes, sync BN, data sharding.
+"""Data-parallel training, the one place where the backends differ: the strategy, who writes, sync
+BN, data sharding.
 
-Strategies (`train.strategy`):
+Strategies (`train.strategy`), on TensorFlow (tf.distribute):
   auto          several workers in TF_CONFIG: multi_worker; else several GPUs: mirrored; else the
                 default strategy (one device)
   mirrored      MirroredStrategy: one replica per visible GPU (per logical CPU device without GPUs)
   one_device    the first GPU, else the CPU
   multi_worker  MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (see `tf_config`)
+and on JAX (keras.distribution; the input pipeline stays tf.data):
+  auto          several local devices: mirrored; else one device
+  mirrored      DataParallel over every local device (batch norm then sees the global batch: the
+                arrays are global, so it is synchronised whatever `train.sync_bn` says)
+  one_device    the first device (no distribution)
+  multi_worker  not available
+  train.model_parallel=M  ModelParallel: class centres split over M devices (model_parallel.py)
+`make_strategy` returns a tf.distribute strategy, a keras Distribution or None (one JAX device);
+the functions below take any of them.
 
 `train.batch_size` is per replica: the global batch is batch_size × replicas, and the learning
 rate follows `train.lr_scaling` (see schedules.scaled_lr). Gradients are summed over replicas
@@ -21,8 +31,11 @@ import numpy as np
 
 
 
-def make_strategy(name="auto"):
-    """The tf.distribute strategy called `name` (see the module docstring; config.Train checks the name)."""
+def make_strategy(name="auto", model_parallel=0, head=None):
+    """The strategy called `name` for this backend (see the module docstring; config.Train checks the
+    name); on JAX, `model_parallel` devices share the class centres of `head` (a head spec)."""
+    if keras.backend.backend() == "jax":
+        return jax_distribution(name, model_parallel, head)
     import tensorflow as tf
 
     if name == "auto":
@@ -50,19 +63,47 @@ def _strategy(name):
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
+def jax_distribution(name, model_parallel=0, head=None):
+    """A keras.distribution for `name` on the local JAX devices, or None for one device."""
+    if name == "multi_worker":
+        raise ValueError("train.strategy='multi_worker' needs the TensorFlow backend; on JAX use auto or mirrored")
+    if model_parallel:
+        from arcface_keras.training.model_parallel import class_axis, class_centre_distribution
+
+        return class_centre_distribution(model_axis=model_parallel, axis=class_axis(head or "arcface"))
+    devices = keras.distribution.list_devices()
+    if name == "one_device" or (name == "auto" and len(devices) < 2):
+        return None
+    return keras.distribution.DataParallel(devices=devices)
+
+
 def strategy_scope(strategy):
-    """The strategy's scope on the TensorFlow backend; a no-op elsewhere."""
-    if keras.backend.backend() != "tensorflow" or strategy is None:
+    """Within it, variables are created and training runs under `strategy` (tf.distribute or keras.distribution)."""
+    if strategy is None or keras.backend.backend() not in ("tensorflow", "jax"):
         return contextlib.nullcontext()
     return strategy.scope()
 
 
+@contextlib.contextmanager
+def outside_distribution():
+    """Within the block no keras.distribution is set (JAX): a model built outside one runs on one device,
+    on batches of any size."""
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
 def num_replicas(strategy):
     """Replicas a global batch is split over: the strategy's, or the data axis of a keras.distribution."""
-    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
-    if distribution is not None:
-        mesh = distribution.device_mesh
-        return int(dict(zip(mesh.axis_names, mesh.shape)).get(distribution.batch_dim_name, 1))
+    mesh = getattr(strategy, "device_mesh", None)  # a keras.distribution (JAX)
+    if mesh is not None:
+        return int(dict(zip(mesh.axis_names, mesh.shape)).get(strategy.batch_dim_name, 1))
     return strategy.num_replicas_in_sync if strategy is not None else 1
 
 
@@ -183,7 +224,8 @@ def synchronized_batch_norm(model, enabled=True):
 
 @contextlib.contextmanager
 def distributed_fit(model, strategy, element_spec):
-    """Within the block, `model.fit` under `strategy` steers clear of two Keras 3 (TensorFlow) limits.
+    """Within the block, `model.fit` trains under `strategy`. On JAX that is the distribution's scope.
+    On TensorFlow it steers clear of two Keras 3 limits.
 
     - Fit on a model created in a strategy scope first draws a batch from a separate pass over the
       dataset to build the model, loss and optimizer symbolically. The training stream then starts
@@ -194,6 +236,10 @@ def distributed_fit(model, strategy, element_spec):
       `strategy.reduce("MEAN", axis=0)`, which needs an axis the scalar logs lack: the train step
       returns them as one-element vectors (the reduced logs are scalars again).
     """
+    if keras.backend.backend() == "jax" and strategy is not None:
+        with strategy.scope():  # the trainer splits each batch by the distribution set now
+            yield
+        return
     if keras.backend.backend() != "tensorflow" or strategy is None:
         yield
         return

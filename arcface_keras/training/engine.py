@@ -22,8 +22,8 @@ import numpy as np
 from arcface_keras import config as config_lib
 from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
+from arcface_keras.training import auto, distribute, watch
 from arcface_keras.training import callbacks as cb
-from arcface_keras.training import distribute, watch
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
 from arcface_keras.training.model import build_face_model
 from arcface_keras.training.optimizers import make_optimizer
@@ -33,21 +33,25 @@ from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
 def run(experiment, command=None):
     """Train `experiment`, resuming from its run directory if one exists; return the final evaluation.
 
-    The global dtype policy is `train.precision` during the run and what it was before afterwards.
+    The global dtype policy is `train.precision` (`auto` resolved) during the run and what it was
+    before afterwards.
     """
     config_lib.validate(experiment)
+    backend = keras.backend.backend()
+    choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(experiment.train.precision)
+    keras.mixed_precision.set_dtype_policy(choice.precision)
     try:
-        return train_and_evaluate(experiment, command)
+        return train_and_evaluate(experiment, command, choice)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def train_and_evaluate(experiment, command):
+def train_and_evaluate(experiment, command, choice):
     work_dir = Path(experiment.log.work_dir) / experiment.name
-    keras.utils.set_random_seed(experiment.train.seed)
-    strategy = setup_strategy(experiment.train, experiment.model)
+    t = experiment.train
+    keras.utils.set_random_seed(t.seed)
+    strategy = make_strategy(t.strategy, t.model_parallel, experiment.model.head)
     plan = plan_training(experiment, strategy)
     resume = cb.latest_checkpoint(work_dir / "checkpoints")
     stored = finished_result(work_dir, plan, resume)
@@ -58,18 +62,18 @@ def train_and_evaluate(experiment, command):
     evaluator = Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size, experiment.eval.flip)
     chief = is_chief(strategy)
     if chief:
-        write_run_files(experiment, work_dir, command)
-    model, embedder, head = build_model(experiment, plan, strategy)
+        write_run_files(experiment, work_dir, command, choice)
+    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)
     start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
-    evaluator.attach(embedder, strategy)
+    evaluator.attach(embedder, plan.replicas)
     run_wandb = start_wandb(experiment, work_dir) if chief else None
     callbacks = make_callbacks(experiment, plan, work_dir, evaluator, start, chief)
     print(f"[arcface_keras] {experiment.name}: {plan.num_images} images, {plan.num_classes} classes, "
           f"{plan.replicas} replica(s), global batch {plan.global_batch}, {plan.steps_per_epoch} steps/epoch × "
-          f"{experiment.train.epochs} epochs" + (f", resuming at step {start.step}" if start.batches else ""),
+          f"{t.epochs} epochs, {choice.describe()}" + (f", resuming at step {start.step}" if start.batches else ""),
           flush=True)
     began = time.time()
-    with distribute.synchronized_batch_norm(model, experiment.train.sync_bn and plan.replicas > 1), \
+    with distribute.synchronized_batch_norm(model, t.sync_bn and plan.replicas > 1), \
             distribute.distributed_fit(model, strategy, plan.dataset(0).element_spec):
         fit_from(model, plan, start.batches, callbacks)
     if not np.isfinite(model_loss(model)):
@@ -83,15 +87,6 @@ def train_and_evaluate(experiment, command):
     if chief:
         finish(experiment, work_dir, embedder, evaluator, result, run_wandb)
     return result
-
-
-def setup_strategy(train, model_config):
-    """The tf.distribute strategy (and, with train.model_parallel on JAX, the sharded class centres)."""
-    if train.model_parallel:
-        from arcface_keras.training.model_parallel import class_axis, shard_class_centres
-
-        shard_class_centres(model_axis=train.model_parallel, axis=class_axis(model_config.head))
-    return make_strategy(train.strategy)
 
 
 @dataclasses.dataclass
@@ -156,11 +151,13 @@ def finished_result(work_dir, plan, resume):
     return {k: v for k, v in stored.items() if k not in ("experiment", "sets")}
 
 
-def write_run_files(experiment, work_dir, command):
+def write_run_files(experiment, work_dir, command, choice):
+    """config.json (as given: `auto` stays `auto`), command.txt, and versions.json with what `auto` chose."""
     work_dir.mkdir(parents=True, exist_ok=True)
     config_lib.dump(experiment, work_dir / "config.json")
     write_text(work_dir / "command.txt", " ".join(command or sys.argv) + "\n")
-    write_json(work_dir / "versions.json", versions())
+    write_json(work_dir / "versions.json", {**versions(), "precision": choice.precision,
+                                            "jit_compile": choice.jit_compile, "device": str(choice.device)})
 
 
 def versions():
@@ -170,7 +167,7 @@ def versions():
             "numpy": np.__version__, "backend": keras.backend.backend(), "platform": platform.platform()}
 
 
-def build_model(experiment, plan, strategy):
+def build_model(experiment, plan, strategy, jit_compile):
     """The compiled training model (optimizer built, so that a checkpoint can load into it), embedder, head."""
     t = experiment.train
     with strategy_scope(strategy):
@@ -180,7 +177,7 @@ def build_model(experiment, plan, strategy):
             warmup_steps=round(t.warmup_epochs * plan.steps_per_epoch), kind=t.lr_schedule,
             boundaries=[round(e * plan.steps_per_epoch) for e in t.lr_steps],
         )
-        model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=t.jit_compile)
+        model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)  # now, not inside the first traced step
     return model, embedder, head
 
@@ -252,12 +249,13 @@ class Evaluator:
         self.reports = {}
         self.details = {}  # name -> the latest full report, with the ROC and per-pair distances
 
-    def attach(self, embedder, strategy):
+    def attach(self, embedder, replicas):
         """Evaluate `embedder`. Keras' predict_on_batch under a tf.distribute strategy feeds the whole batch
-        to every replica (and, across workers, is a collective the others would not join): with several
-        replicas the chief evaluates a plain copy."""
+        to every replica (and, across workers, is a collective the others would not join); on JAX a
+        distribution splits it over the devices, which needs a batch they divide: with several replicas
+        the chief evaluates a plain copy, outside any distribution."""
         self.embedder = embedder
-        if strategy.num_replicas_in_sync > 1:
+        if replicas > 1:
             self.embedder, self.source = keras.models.clone_model(embedder), embedder
 
     def __call__(self):
@@ -268,7 +266,8 @@ class Evaluator:
             self.embedder.set_weights(self.source.get_weights())
         metrics = {}
         for name, (images, issame) in self.sets.items():
-            embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
+            with distribute.outside_distribution():
+                embeddings = embed_images(self.embedder, images, batch_size=self.batch_size, flip=self.flip)
             report = evaluate(embeddings[0::2], embeddings[1::2], issame)
             self.details[name] = report
             self.reports[name] = {k: v for k, v in report.items() if not isinstance(v, (list, np.ndarray, dict))}

@@ -9,7 +9,7 @@ C/model_axis centres, their momentum and logits of B_global/data_axis × C/model
 statistics are those of the whole global batch here (the arrays are global), i.e. synchronised.
 
     KERAS_BACKEND=jax python tools/run.py experiments/X.py --set train.model_parallel=4
-or, in code, before the model is built:
+(the engine builds and trains in the distribution's scope) or, in code, before the model is built:
     shard_class_centres(model_axis=4)
 """
 import keras
@@ -37,15 +37,20 @@ def class_centre_layouts(mesh, axis=1, model_axis_name="model"):
 
 
 def shard_class_centres(devices=None, model_axis=2, axis=1):
-    """Set (and return) a ModelParallel distribution: class centres over `model_axis` devices, data
-    parallel over the rest. `devices` defaults to every JAX device; `axis` is the centres' class
-    axis (see `class_axis`). Call before the model is built."""
+    """Set (and return) `class_centre_distribution(...)` as the global distribution; call before the
+    model is built."""
+    distribution = class_centre_distribution(devices, model_axis, axis)
+    keras.distribution.set_distribution(distribution)
+    return distribution
+
+
+def class_centre_distribution(devices=None, model_axis=2, axis=1):
+    """A ModelParallel distribution: class centres over `model_axis` devices, data parallel over the
+    rest. `devices` defaults to every JAX device; `axis` is the centres' class axis (see `class_axis`)."""
     if keras.backend.backend() != "jax":
         raise ValueError(f"model-parallel class centres need the JAX backend, running {keras.backend.backend()}")
     devices = devices or keras.distribution.list_devices()
     if model_axis < 1 or len(devices) % model_axis:
         raise ValueError(f"train.model_parallel={model_axis}: must divide the {len(devices)} devices")
     mesh = keras.distribution.DeviceMesh((len(devices) // model_axis, model_axis), ("data", "model"), devices)
-    distribution = keras.distribution.ModelParallel(layout_map=class_centre_layouts(mesh, axis), batch_dim_name="data")
-    keras.distribution.set_distribution(distribution)
-    return distribution
+    return keras.distribution.ModelParallel(layout_map=class_centre_layouts(mesh, axis), batch_dim_name="data")

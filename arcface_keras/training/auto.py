@@ -1,0 +1,79 @@
+"""`auto` for `train.precision` and `train.jit_compile`: XLA and mixed precision where they pay.
+
+  GPU (NVIDIA)  XLA on; mixed_bfloat16 from compute capability 8.0 (Ampere: bfloat16 tensor cores),
+                mixed_float16 before it (Volta, Turing: float16 tensor cores; Keras scales the loss)
+  TPU           XLA on; mixed_bfloat16
+  CPU           float32, XLA off: on the CPU measured (bench/RESULTS.md) mixed_bfloat16 trains IR-50
+                8x slower (no bfloat16 units) and TensorFlow's own kernels beat XLA's convolutions
+  JAX backend   XLA always: Keras' JAX trainer compiles each step with jax.jit (off runs eagerly)
+
+Explicit settings are kept as given. `resolve` takes the backend and a `Device`, so every rule is
+checked without the hardware; `local_device` describes the first accelerator this process sees.
+"""
+from dataclasses import dataclass
+
+AUTO = "auto"
+AMPERE = (8, 0)
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str  # "cpu", "gpu" or "tpu"
+    name: str = ""
+    compute_capability: tuple = ()  # (major, minor) of an NVIDIA GPU
+
+    def __str__(self):
+        capability = ".".join(map(str, self.compute_capability))
+        return " ".join(part for part in (self.kind, self.name, capability and f"(compute capability {capability})") if part)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What a run trains with, `auto` resolved."""
+
+    precision: str
+    jit_compile: bool
+    device: Device
+
+    def describe(self):
+        return f"{self.precision}, XLA {'on' if self.jit_compile else 'off'} ({self.device})"
+
+
+def resolve(precision, jit_compile, backend, device):
+    """The `Choice` for `train.precision` and `train.jit_compile` (either may be "auto") on `device`."""
+    if precision == AUTO:
+        precision = auto_precision(device)
+    if jit_compile == AUTO:
+        jit_compile = backend == "jax" or device.kind != "cpu"
+    return Choice(precision, bool(jit_compile), device)
+
+
+def auto_precision(device):
+    if device.kind == "tpu":
+        return "mixed_bfloat16"
+    if device.kind == "gpu":
+        return "mixed_bfloat16" if tuple(device.compute_capability) >= AMPERE else "mixed_float16"
+    return "float32"
+
+
+def local_device(backend):
+    """The device this process trains on first: a GPU or TPU if the backend sees one, else the CPU.
+
+    On TensorFlow only physical devices are listed, which does not start the runtime (a
+    multi-worker strategy must be created before it starts)."""
+    if backend == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        capability = getattr(first, "compute_capability", "") or ""
+        return Device(first.platform, first.device_kind if first.platform != "cpu" else "",
+                      tuple(int(part) for part in capability.split(".")) if capability else ())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for kind in ("GPU", "TPU"):
+            found = tf.config.list_physical_devices(kind)
+            if found:
+                details = tf.config.experimental.get_device_details(found[0])
+                return Device(kind.lower(), details.get("device_name", ""), tuple(details.get("compute_capability", ())))
+    return Device("cpu")

@@ -1,0 +1,69 @@
+"""Every install path resolves to at most one TensorFlow distribution (pip's resolver, dry run).
+
+Several distributions install the same `tensorflow/` package (tensorflow, tensorflow-cpu, ...): two
+of them in one environment overwrite each other's files. pip resolves each install against the
+package index without installing anything (`--dry-run --report`); without the index the test skips.
+"""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+# Distributions that write the top-level `tensorflow` package.
+TENSORFLOW_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel",
+                            "tensorflow-macos", "tensorflow-aarch64", "intel-tensorflow",
+                            "tf-nightly", "tf-nightly-cpu", "tf-nightly-gpu"}
+INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple/")
+RESOLVE_SECONDS = 600
+
+
+def normalise(name):
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The files pip reads to resolve the project, copied so that building its metadata writes nothing here."""
+    from conftest import ROOT
+
+    copy = tmp_path_factory.mktemp("project")
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "arcface_keras/__init__.py"):
+        (copy / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, copy / name)
+    try:
+        urllib.request.urlopen(INDEX.rstrip("/") + "/pip/", timeout=15).close()
+    except OSError as exc:
+        pytest.skip(f"package index {INDEX} unreachable ({exc}): install resolution needs it")
+    return copy
+
+
+def resolve(project, extras):
+    """Names of the distributions `pip install .[extras]` would install into an empty environment."""
+    target = f"{project}[{extras}]" if extras else str(project)
+    report = project / f"report-{extras or 'base'}.json"
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--report", str(report), target]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=RESOLVE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"pip did not resolve {target} within {RESOLVE_SECONDS} s (slow or unreachable index)")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {normalise(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+
+
+@pytest.mark.parametrize("extras, expected", [
+    ("cpu,dev", {"tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"}),  # make test
+    ("gpu,dev", {"tensorflow"}),  # tensorflow[and-cuda]: the same distribution plus the CUDA libraries
+    ("", set()),  # the models and heads alone (the JAX backend needs no TensorFlow)
+])
+def test_each_install_has_at_most_one_tensorflow(project, extras, expected):
+    installed = resolve(project, extras)
+    assert installed & TENSORFLOW_DISTRIBUTIONS == expected
+    assert "keras" in installed
+    if extras.startswith("gpu") and sys.platform == "linux":
+        assert "nvidia-cudnn-cu12" in installed  # the and-cuda extra came along
