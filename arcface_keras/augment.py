@@ -5,7 +5,7 @@ specs, each a name or {"type": name, "p": probability, **options}:
 
     augment = build_augmentation(["flip", {"type": "color_jitter", "p": 0.8}], seed=0)
     batches = batches.map(lambda images, labels: (augment(images), labels))
-    batches = batches.enumerate().map(lambda i, batch: (augment(batch[0], seed=(0, i)), batch[1]))
+    batches = batches.map(lambda images, labels, key: (augment(images, seed=(0, key)), labels))  # seeded per batch
 
 Every augmentation draws per image whether to apply itself and transforms only the chosen images.
 The Keras preprocessing layers were measured first: colour, erasing and blur are a few tensor
@@ -14,8 +14,8 @@ RandomGaussianBlur on 112×112 batches, and colour jitter is one affine map per 
 four passes.
 
 Every random number is drawn with TensorFlow's stateless ops from a per-call seed, so a batch's
-augmentation is a function of (seed, input) alone. The training pipeline passes (train.seed,
-batch index): a resumed run augments its remaining batches exactly as an uninterrupted one. Called
+augmentation is a function of (seed, input) alone. The training pipeline passes (train.seed, a
+fingerprint of the batch): a resumed run augments its remaining batches exactly as an uninterrupted one. Called
 without a seed, the pipeline draws one per call from a generator seeded at build time: same build
 seed and inputs, same outputs. Build it outside a distribution strategy scope.
 """

@@ -258,7 +258,10 @@ def dump(experiment, path):
 
 
 def validate(experiment, check_paths=True):
-    """Check every setting of `experiment` (see the module docstring); raise ConfigError naming the key."""
+    """Check every setting of `experiment` (see the module docstring); raise ConfigError naming the key.
+
+    `check_paths=False` leaves out whether the data exists (to read the settings of a file whose data
+    is elsewhere)."""
     for section in dataclasses.fields(Experiment):
         if section.name == "name":
             continue
@@ -327,7 +330,7 @@ def check_data(data, check_paths, pretrained=""):
     if data.train and data.synthetic:
         raise ConfigError(f"data.train={data.train!r} and data.synthetic are both set: train on one of them "
                           "(--set data.train= or --set data.synthetic={})")
-    if not data.train and not data.synthetic:
+    if not data.train and not data.synthetic and check_paths:
         raise ConfigError("data.train is empty: give a TFRecord folder, an identity folder, a .rec file "
                           "or data.synthetic")
     if data.synthetic:
@@ -339,10 +342,10 @@ def check_data(data, check_paths, pretrained=""):
         for key, path in named_paths:
             if not Path(path).expanduser().exists():
                 raise MissingPathError(f"{key}={path!r}: no such file or directory")
-    from arcface_keras.augment import build_augmentation
+    from arcface_keras.registry import AUGMENTATIONS
 
-    try:
-        build_augmentation(data.augment)
+    try:  # each one built (its options checked), not the pipeline: nothing may start TensorFlow's runtime
+        [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
 

@@ -178,9 +178,11 @@ def test_mixed_precision_run_is_finite_and_checkpoints_each_step_once(precision,
     with open(run_dir / "train_log.csv") as f:
         assert np.isfinite(float(list(csv.DictReader(f))[-1]["loss"]))
     # float16 skips the updates whose scaled gradients overflow: fewer optimizer steps than batches,
-    # and a checkpoint only for steps that happened (never step 0, never the same step twice)
+    # a checkpoint for each step that happened (never the same step twice), and the end's data position
+    # saved under the last step (step 0 when every update was skipped)
     saved = sorted(int(p.name[5:13]) for p in (run_dir / "checkpoints").glob("ckpt-*.weights.h5"))
-    assert saved == list(range(1, result["step"] + 1))[-3:]
+    assert saved == sorted({*range(1, result["step"] + 1), result["step"]})[-3:]
+    assert json.loads((run_dir / "checkpoints" / "latest.json").read_text())["batches"] == 3
     assert result["step"] == 3 if precision == "mixed_bfloat16" else 0 <= result["step"] <= 3
 
 

@@ -46,7 +46,8 @@ def test_identities_do_not_depend_on_the_range_generated(tmp_path):
 
 def test_layout_is_an_identity_folder_of_rgb_jpegs(tmp_path):
     out = write_identities(tmp_path / "syn", 3, 4, seed=0, first_identity=7)
-    paths, labels, names = list_identity_folder(out)
+    paths, labels, names, empty = list_identity_folder(out)
+    assert empty == []
     assert names == ["id_00007", "id_00008", "id_00009"]
     assert labels == [0] * 4 + [1] * 4 + [2] * 4
     assert [p.split("/")[-1] for p in paths[:4]] == ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]

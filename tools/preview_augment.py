@@ -30,7 +30,7 @@ def augment_specs(args):
     if args.experiment:
         from arcface_keras.config import load_experiment
 
-        return load_experiment(args.experiment).data.augment
+        return load_experiment(args.experiment, check_paths=False).data.augment  # its augmentations only
     try:
         specs = json.loads(args.augment)
     except json.JSONDecodeError as error:

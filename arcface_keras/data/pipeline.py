@@ -39,13 +39,24 @@ def epoch_batches(folder, batch_size, seed, shuffle_buffer, sampler, images_per_
     return examples.batch(batch_size, drop_remainder=True)
 
 
+def batch_key(encoded_images):
+    """A fingerprint of an encoded batch (its images' bytes in order): the seed of its augmentation.
+
+    A function of the batch's content, so of (seed, epoch) like the batch itself; no batch counter,
+    which would be a dataset source that the multi-worker FILE auto-shard cannot split.
+    """
+    hashes = tf.strings.to_hash_bucket_fast(encoded_images, 2**62)
+    positions = tf.range(1, tf.size(hashes, out_type=tf.int64) + 1)
+    return tf.reduce_sum(hashes * positions)  # int64 arithmetic wraps: still a pure function of the bytes
+
+
 def train_dataset(folder, batch_size, image_size, steps_per_epoch, epochs, start=0, augment=None,
                   shuffle_buffer=20000, seed=0, sampler="random", images_per_identity=4):
     """The ((images, labels), labels) batches for `model.fit` from batch `start` to the end of `epochs`.
 
-    Epoch e is `steps_per_epoch` batches in an order fixed by (seed, e) alone, and batch i is
-    augmented with the seed (seed, i): the stream from `start` on is exactly the rest of the stream
-    from 0, so a run resumed at batch `start` sees what the uninterrupted run saw.
+    Epoch e is `steps_per_epoch` batches in an order fixed by (seed, e) alone, and each batch is
+    augmented with the seed (seed, batch_key of its images): the stream from `start` on is exactly
+    the rest of the stream from 0, so a run resumed at batch `start` sees what the uninterrupted run saw.
     `augment` is an augment.AugmentationPipeline (float32 batches in [0, 255]). `sampler="pk"`
     makes every batch batch_size // K identities × K images (triplet losses need it).
     """
@@ -58,11 +69,12 @@ def train_dataset(folder, batch_size, image_size, steps_per_epoch, epochs, start
     if not epochs_left:
         raise ValueError(f"batch {start} is past the end of {epochs} epochs of {steps_per_epoch} batches")
     encoded = functools.reduce(tf.data.Dataset.concatenate, epochs_left).skip(offset)
-    images = encoded.unbatch().map(lambda b, label: (decode_image(b, image_size), label),
-                                   num_parallel_calls=tf.data.AUTOTUNE)
-    batches = images.batch(batch_size, drop_remainder=True).enumerate(start)
+    keyed = encoded.map(lambda b, labels: (b, labels, tf.fill(tf.shape(labels), batch_key(b))))
+    images = keyed.unbatch().map(lambda b, label, key: (decode_image(b, image_size), label, key),
+                                 num_parallel_calls=tf.data.AUTOTUNE)
+    batches = images.batch(batch_size, drop_remainder=True)
     if augment is not None:
-        batches = batches.map(lambda i, batch: (i, (augment(batch[0], seed=(seed, i)), batch[1])),
+        batches = batches.map(lambda images, labels, keys: (augment(images, seed=(seed, keys[0])), labels, keys),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    batches = batches.map(lambda i, batch: ((scale(batch[0]), batch[1]), batch[1]))
+    batches = batches.map(lambda images, labels, keys: ((scale(images), labels), labels))
     return batches.prefetch(tf.data.AUTOTUNE)
