@@ -18,3 +18,11 @@ import pytest  # noqa: E402
 @pytest.fixture
 def repo_root():
     return ROOT
+
+
+def process_env(**extra):
+    """The environment for a training process the test starts (and may kill) as a user would from a shell:
+    without the W&B service address that this process's own runs export (WANDB_SERVICE), which a child
+    would otherwise share, so that a killed child's run stays registered in this process's service."""
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}

@@ -5,9 +5,10 @@ XLA splits the CPU into two devices, then tools/run.py runs one experiment
   two     train.strategy=mirrored (keras.distribution.DataParallel, 2 replicas), batch B
 on the same data order, evaluating during training (eval.every_steps) with a batch that does not
 split over the devices. Then `resumed`: the `two` run with more steps, saving every step, killed
-with SIGKILL once a few checkpoints exist and started again. Prints one JSON line: the largest
-differences of `two`'s final checkpoint from `one`'s, both runs' replica lines, `two`'s
-versions.json, the kill step, and the resumed run's "resuming at step" lines and final step.
+with SIGKILL once a few checkpoints exist and started again, and `straight`, the same run
+uninterrupted. Prints one JSON line: the largest differences of `two`'s final checkpoint from
+`one`'s and of `resumed`'s from `straight`'s, both runs' replica lines, `two`'s versions.json, the
+kill step, and the resumed run's "resuming at step" lines and final step.
 
     python tests/jax_distribute_check.py EXPERIMENT WORK_DIR [section.key=value ...]
 """
@@ -75,6 +76,9 @@ def main(argv):
     resume = [*extra, *RESUME, "train.strategy=mirrored", f"train.batch_size={BATCH}"]
     report["killed_at"] = kill_when_saved(experiment, work_dir, "resumed", resume, min_step=4)
     rerun = run(experiment, work_dir, "resumed", resume)
+    run(experiment, work_dir, "straight", resume)
+    report["resumed_vs_straight"] = largest_differences(checkpoint_arrays(Path(work_dir) / "resumed"),
+                                                        checkpoint_arrays(Path(work_dir) / "straight"))
     report["resumed_lines"] = lines(rerun, "resuming at step")
     report["resumed_step"] = json.loads((Path(work_dir) / "resumed" / "eval_report.json").read_text())["step"]
     print(json.dumps(report))

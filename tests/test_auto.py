@@ -1,8 +1,7 @@
 """`auto` precision and XLA: the rule for each device, the config values, the CPU this runs on."""
 import pytest
 
-from arcface_keras.config import ConfigError, Experiment, apply_overrides
-from arcface_keras.training import engine
+from arcface_keras.config import ConfigError, Data, Experiment, Train, apply_overrides, validate
 from arcface_keras.training.auto import Device, local_device, resolve
 
 CPU = Device("cpu")
@@ -46,10 +45,13 @@ def test_this_machine_resolves_to_what_its_device_gets():
 
 def test_auto_is_the_default_and_a_valid_override():
     assert (Experiment().train.precision, Experiment().train.jit_compile) == ("auto", "auto")
-    experiment = apply_overrides(Experiment(), ["train.jit_compile=auto", "train.precision=auto"])
-    engine.validate(experiment)
+    experiment = apply_overrides(Experiment(data=Data(synthetic={"identities": 4})),
+                                 ["train.jit_compile=auto", "train.precision=auto"])
+    validate(experiment)
     assert apply_overrides(experiment, ["train.jit_compile=off"]).train.jit_compile is False
     with pytest.raises(ConfigError, match="train.jit_compile='sometimes': expected true or false, or auto"):
         apply_overrides(Experiment(), ["train.jit_compile=sometimes"])
-    with pytest.raises(ConfigError, match="train.precision='bfloat16': expected one of auto, float32"):
-        engine.validate(apply_overrides(Experiment(), ["train.precision=bfloat16"]))
+    with pytest.raises(ConfigError, match="train.precision='bfloat16': expected one of 'auto', 'float32'"):
+        validate(apply_overrides(experiment, ["train.precision=bfloat16"]))
+    with pytest.raises(ConfigError, match="train.jit_compile='sometimes': expected one of bool, 'auto'"):
+        validate(Experiment(data=Data(synthetic={"identities": 4}), train=Train(jit_compile="sometimes")))

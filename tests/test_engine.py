@@ -1,7 +1,6 @@
 """End to end through tools/run.py on tiny settings: artefacts, W&B offline run, resume after a kill."""
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import process_env
 from wandb_records import history_and_summary
 
 DEMO = "experiments/demo_synth_mfn_arc.py"
@@ -106,7 +106,7 @@ def test_killed_run_resumes_exactly_and_a_finished_run_is_final(tmp_path, repo_r
     assert straight_info["step"] == 14 and straight_info["batches"] == 14  # the last step, between two saves
 
     command = [sys.executable, "tools/run.py", *run_args(overrides)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = process_env()
     run_dir = tmp_path / "killed" / "runs" / "demo_synth_mfn_arc"
     latest = run_dir / "checkpoints" / "latest.json"
     proc = subprocess.Popen(command, cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -25,7 +25,9 @@ def test_jax_data_parallel_matches_one_device_and_resumes_after_kill(tiny_experi
     assert max(report["two"].values()) < 1e-3, report["two"]
     assert report["versions"]["backend"] == "jax"
     assert (report["versions"]["precision"], report["versions"]["jit_compile"]) == ("float32", True)  # auto on a CPU
-    # killed (SIGKILL) after its 4th checkpoint or later: the rerun continues there and trains to the end
+    # killed (SIGKILL) after its 4th checkpoint or later: the rerun continues there, trains to the end and
+    # ends with every weight and optimizer slot of the uninterrupted run, bit for bit (the same XLA CPU kernels)
     assert report["killed_at"] >= 4
+    assert max(report["resumed_vs_straight"].values()) == 0.0, report["resumed_vs_straight"]
     assert report["resumed_lines"] and report["resumed_lines"][0].endswith(f"resuming at step {report['killed_at']}")
     assert report["resumed_step"] == 30

@@ -1,6 +1,5 @@
 """What a run says while it runs: console lines, TensorBoard events, W&B panels and step axis, sweeps."""
 import json
-import os
 import re
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, process_env
 from test_engine import DEMO, run_args, tiny
 from wandb_records import history_and_summary, raw_records
 
@@ -29,8 +28,7 @@ def seconds(eta):
 
 def timed_lines(command, cwd):
     """Run `command`, returning (arrival time, line) for each stdout line and the exit code."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, cwd=cwd, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = [(time.time(), line.rstrip("\n")) for line in proc.stdout]
     return lines, proc.wait(timeout=600)
 
@@ -168,7 +166,7 @@ def test_killed_and_resumed_run_continues_one_strictly_increasing_wandb_step_axi
     command = [sys.executable, "tools/run.py", *run_args(overrides)]
     run_dir = tmp_path / "runs" / "demo_synth_mfn_arc"
     latest, mark = run_dir / "checkpoints" / "latest.json", run_dir / "logged_step.txt"
-    proc = subprocess.Popen(command, cwd=repo_root, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    proc = subprocess.Popen(command, cwd=repo_root, env=process_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # kill with rows logged past the checkpoint

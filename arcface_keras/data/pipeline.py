@@ -21,7 +21,8 @@ def pk_batches(examples, identities_per_batch, images_per_identity, seed):
         reduce_func=lambda key, window: window.batch(k, drop_remainder=True),
         window_size=k,
     )
-    groups = groups.shuffle(1024, seed=seed).batch(identities_per_batch, drop_remainder=True)
+    groups = groups.shuffle(1024, seed=seed, reshuffle_each_iteration=False).batch(identities_per_batch,
+                                                                                     drop_remainder=True)
     return groups.map(lambda images, labels: (tf.reshape(images, [-1]), tf.reshape(labels, [-1])))
 
 
@@ -31,9 +32,13 @@ def epoch_seed(seed, epoch):
 
 
 def epoch_batches(folder, batch_size, seed, shuffle_buffer, sampler, images_per_identity):
-    """An endless stream of encoded batches (bytes (B,), labels (B,)) in the order `seed` fixes."""
-    examples = read_examples(folder, shuffle_shards=True, seed=seed)
-    examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    """An endless stream of encoded batches (bytes (B,), labels (B,)) in the order `seed` fixes.
+
+    No shuffle reshuffles per iteration: every iterator of the stream gives the same order, however
+    often a trainer iterates it (Keras' JAX trainer draws one batch to build the model, then starts over).
+    """
+    examples = read_examples(folder, shuffle_shards=True, seed=seed).repeat()
+    examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     if sampler == "pk":
         return pk_batches(examples, batch_size // images_per_identity, images_per_identity, seed)
     return examples.batch(batch_size, drop_remainder=True)

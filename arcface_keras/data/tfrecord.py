@@ -142,10 +142,13 @@ def parse_example(serialized):
 
 
 def read_examples(folder, shuffle_shards=False, seed=None, cycle_length=4):
-    """A tf.data.Dataset of (encoded image, label) from a TFRecord folder, shards read interleaved."""
+    """A tf.data.Dataset of (encoded image, label) from a TFRecord folder, shards read interleaved.
+
+    With `shuffle_shards`, the shards are read in an order fixed by `seed`, the same on every iteration.
+    """
     files = tf.data.Dataset.from_tensor_slices(shard_paths(folder))
     if shuffle_shards:
-        files = files.shuffle(len(shard_paths(folder)), seed=seed, reshuffle_each_iteration=True)
+        files = files.shuffle(len(shard_paths(folder)), seed=seed, reshuffle_each_iteration=False)
     records = files.interleave(
         tf.data.TFRecordDataset, cycle_length=cycle_length, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )

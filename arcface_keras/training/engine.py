@@ -286,20 +286,9 @@ def start_wandb(experiment, work_dir):
     # A sweep agent names the run it started (WANDB_RUN_ID); otherwise a new id, kept for resuming.
     run_id = id_file.read_text().strip() if id_file.is_file() else os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
     write_text(id_file, run_id + "\n")
-    # After a kill -9 the killed process's W&B service can hold the run for some seconds more, until it
-    # notices its parent is gone: wait for it (a bounded wait) rather than fail the resumed training.
-    for attempt in range(WANDB_IN_USE_RETRIES + 1):
-        try:
-            return wandb.init(project=experiment.log.wandb_project, name=experiment.name, id=run_id, resume="allow",
-                              config=experiment.to_dict(), dir=str(work_dir), mode=experiment.log.wandb,
-                              settings=wandb.Settings(console="off", silent=True))
-        except Exception as error:  # wandb's ServerResponseError has no public class to catch
-            if "in use" not in str(error) or attempt == WANDB_IN_USE_RETRIES:
-                raise
-            time.sleep(2.0)
-
-
-WANDB_IN_USE_RETRIES = 30  # × 2 s
+    return wandb.init(project=experiment.log.wandb_project, name=experiment.name, id=run_id, resume="allow",
+                      config=experiment.to_dict(), dir=str(work_dir), mode=experiment.log.wandb,
+                      settings=wandb.Settings(console="off", silent=True))
 
 
 def format_result(result):
