@@ -137,7 +137,6 @@ def measure_model(name, frameworks, train_batch, infer_batch, warmup, steps):
     import numpy as np
     import tensorflow as tf
 
-    import arcface_keras.backbones  # noqa: F401
     from arcface_keras.registry import BACKBONES
 
     reference = BACKBONES.build(name, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))

@@ -72,12 +72,12 @@ def verification_costs(experiment, run_dir):
     """(seconds of one verification of the demo's pairs, seconds of its panels)."""
     import keras
 
-    import arcface_keras.backbones  # noqa: F401  (registers the backbone layers for loading)
     from arcface_keras.data import prepare
     from arcface_keras.training import engine, panels
 
-    evaluator = engine.make_evaluator(experiment, prepare.validation_sets(experiment.data))
-    evaluator.embedder = keras.saving.load_model(run_dir / "embedder.keras", compile=False)
+    evaluator = engine.Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size,
+                                 experiment.eval.flip)
+    evaluator.attach(keras.saving.load_model(run_dir / "embedder.keras", compile=False), replicas=1)
     evaluate = best_time(evaluator)
     step = iter(range(10**6, 2 * 10**6))
     return evaluate, best_time(lambda: panels.log_verification(evaluator, next(step)))

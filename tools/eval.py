@@ -60,7 +60,6 @@ def load_set(kind, path, args):
 def load_embedder(path):
     import keras
 
-    import arcface_keras.backbones  # noqa: F401  (registers the custom layers)
     import arcface_keras.heads  # noqa: F401
 
     return keras.saving.load_model(path, compile=False)

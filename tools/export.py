@@ -33,7 +33,6 @@ def parse_args(argv):
 def load_embedder(path):
     import keras
 
-    import arcface_keras.backbones  # noqa: F401  (registers the custom layers)
     import arcface_keras.heads  # noqa: F401
 
     return keras.saving.load_model(path, compile=False)

@@ -74,7 +74,6 @@ def main(argv=None):
         threshold, source = report_threshold(args.report, args.set_name)
     import keras
 
-    import arcface_keras.backbones  # noqa: F401  (registers the backbone layers for loading)
     from arcface_keras.evaluation.embed import embed_images
 
     embedder = keras.saving.load_model(args.model, compile=False)

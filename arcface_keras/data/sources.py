@@ -178,13 +178,7 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
     out_dir = Path(out_dir)
     (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
     names, offsets, class_names = label_space(sources)
-    sizes = [len(source) for source in sources]
-    which = np.repeat(np.arange(len(sources)), sizes)
-    index = np.concatenate([np.arange(size) for size in sizes])
-    if shuffle:
-        permutation = np.random.default_rng(seed).permutation(len(which))
-        which, index = which[permutation], index[permutation]
-    order = ((int(s), int(i)) for s, i in zip(which, index))
+    order = read_order([len(source) for source in sources], shuffle, seed)
     skipped, images_per_class, lock = [], np.zeros(len(class_names), np.int64), threading.Lock()
 
     def prepare(item):
@@ -200,7 +194,7 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
             images_per_class[label] += 1
         return encoded, label
 
-    bar = tqdm(order, total=len(which), desc=f"writing {out_dir}", unit="img", disable=not progress)
+    bar = tqdm(order, total=len(order), desc=f"writing {out_dir}", unit="img", disable=not progress)
     shards = write_records(bar, out_dir, num_shards, workers=workers, prepare=prepare)
     skipped.sort()
     empty = empty_identities(sources, names, offsets, images_per_class)
@@ -214,17 +208,23 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
     if not kept.all():
         relabel_shards(out_dir, shards, np.cumsum(kept) - 1)
     manifest = {
-        "num_classes": int(kept.sum()),
-        "num_images": sum(shards.values()),
+        "num_classes": int(kept.sum()), "num_images": sum(shards.values()),
         "class_names": [n for n, keep in zip(class_names, kept) if keep],
-        "sources": source_entries(sources, names, offsets, kept, skipped, empty),
-        "shards": shards,
-        "skipped": len(skipped),
-        "empty_identities": len(empty),
-        "reencode_quality": reencode_quality,
+        "sources": source_entries(sources, names, offsets, kept, skipped, empty), "shards": shards,
+        "skipped": len(skipped), "empty_identities": len(empty), "reencode_quality": reencode_quality,
     }
     write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def read_order(sizes, shuffle, seed):
+    """[(source, index)] of every image of sources with `sizes` images, shuffled by `seed` if `shuffle`."""
+    which = np.repeat(np.arange(len(sizes)), sizes)
+    index = np.concatenate([np.arange(size) for size in sizes])
+    if shuffle:
+        permutation = np.random.default_rng(seed).permutation(len(which))
+        which, index = which[permutation], index[permutation]
+    return [(int(s), int(i)) for s, i in zip(which, index)]
 
 
 def empty_identities(sources, names, offsets, images_per_class):

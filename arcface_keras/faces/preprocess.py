@@ -164,6 +164,30 @@ def preprocess(
     if not flat and identity_pattern is None and not any(identities):
         raise ValueError(f"{in_dir}: its images lie directly in it, not in identity folders {in_dir}/<identity>/; "
                          "add --flat to crop them into a flat folder, or give each person a folder")
+    jobs, failures = crop_jobs(in_dir, out_dir, images, identities, options)
+    statuses = _run([job for _, _, job in jobs], workers, progress)
+    counts = collections.Counter(statuses)
+    with_crops = set()
+    for (relative, identity, _), status in zip(jobs, statuses):
+        if status in (WRITTEN, EXISTS):
+            with_crops.add(identity)
+        else:
+            failures.append((relative, status))
+    write_failures(failures_path, failures)
+    return {
+        "images": len(images),
+        "written": counts[WRITTEN],
+        "exists": counts[EXISTS],
+        "failed": dict(sorted(collections.Counter(reason for _, reason in failures).items())),
+        "identities": len({identity for _, identity, _ in jobs if identity}),
+        "identities_with_crops": len(with_crops - {""}),
+        "failures_csv": str(failures_path),
+    }
+
+
+def crop_jobs(in_dir, out_dir, images, identities, options):
+    """([(relative path, identity, job)], [(relative path, reason)]): one job per image with an identity
+    and an output of its own; the others are failures."""
     failures, jobs, outputs = [], [], set()
     for relative, identity in zip(images, identities):
         dst = None if identity is None else out_dir / output_path(relative, identity)
@@ -174,30 +198,16 @@ def preprocess(
         else:
             outputs.add(dst)
             jobs.append((relative, identity, (str(in_dir / relative), str(dst), options)))
+    return jobs, failures
 
-    statuses = _run([job for _, _, job in jobs], workers, progress)
-    counts = collections.Counter(statuses)
-    with_crops = set()
-    for (relative, identity, _), status in zip(jobs, statuses):
-        if status in (WRITTEN, EXISTS):
-            with_crops.add(identity)
-        else:
-            failures.append((relative, status))
 
+def write_failures(path, failures):
+    """The failures CSV (path, reason), sorted, written atomically."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["path", "reason"])
     writer.writerows(sorted(failures))
-    write_text(failures_path, buffer.getvalue())
-    return {
-        "images": len(images),
-        "written": counts[WRITTEN],
-        "exists": counts[EXISTS],
-        "failed": dict(sorted(collections.Counter(reason for _, reason in failures).items())),
-        "identities": len({identity for _, identity, _ in jobs if identity}),
-        "identities_with_crops": len(with_crops - {""}),
-        "failures_csv": str(failures_path),
-    }
+    write_text(path, buffer.getvalue())
 
 
 def _run(jobs, workers, progress):
