@@ -34,11 +34,14 @@ FULL_ARGS = {
                            "--infer-batch", "32", "--steps", "2", "--warmup", "1"],
     "bench_heads.py": ["--classes", "100000", "1000000"],
     "bench_pipeline.py": ["--images", "1000"],
+    "bench_gpu.py": ["--device", "cpu", "--config", "full", "--matmul-size", "2048", "--precision", "float32",
+                     "--batches", "64", "--warmup", "1", "--steps", "3"],  # bench/gpu.sh is the GPU run
 }
 QUICK_ARGS = {
     "bench_backbones.py": ["--quick", "--models", "mobilefacenet", "--frameworks", "keras3"],
     "bench_heads.py": ["--classes", "10000", "100000", "--steps", "1"],
     "bench_pipeline.py": ["--images", "128", "--calls", "1"],
+    "bench_gpu.py": ["--device", "cpu", "--steps", "1"],
     "bench_synthetic_baseline.py": ["--identities", "20", "--images", "4", "--pairs", "200", "--write", "10x4"],
 }
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "jax", "opencv-python-headless", "mtcnn", "wandb")
