@@ -3,8 +3,10 @@
   GPU (NVIDIA)  XLA on; mixed_bfloat16 from compute capability 8.0 (Ampere: bfloat16 tensor cores),
                 mixed_float16 before it (Volta, Turing: float16 tensor cores; Keras scales the loss)
   TPU           XLA on; mixed_bfloat16
-  CPU           float32, XLA off: on the CPU measured (bench/RESULTS.md) mixed_bfloat16 trains IR-50
-                8x slower (no bfloat16 units) and TensorFlow's own kernels beat XLA's convolutions
+  CPU           float32, XLA off: TensorFlow's own kernels beat XLA's convolutions (2.7x on IR-50),
+                and float32 computes the same numbers on every CPU (tests, demos); mixed_bfloat16
+                trained IR-50 8x slower on a CPU without bfloat16 instructions and 1.7x faster on
+                one with AVX512-BF16 (bench/RESULTS.md): set it explicitly there
   JAX backend   XLA always: Keras' JAX trainer compiles each step with jax.jit (off runs eagerly)
 
 Explicit settings are kept as given. `resolve` takes the backend and a `Device`, so every rule is

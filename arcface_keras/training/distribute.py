@@ -30,7 +30,6 @@ import keras
 import numpy as np
 
 
-
 def make_strategy(name="auto", model_parallel=0, head=None):
     """The strategy called `name` for this backend (see the module docstring; config.Train checks the
     name); on JAX, `model_parallel` devices share the class centres of `head` (a head spec)."""
@@ -64,9 +63,8 @@ def _strategy(name):
 
 
 def jax_distribution(name, model_parallel=0, head=None):
-    """A keras.distribution for `name` on the local JAX devices, or None for one device."""
-    if name == "multi_worker":
-        raise ValueError("train.strategy='multi_worker' needs the TensorFlow backend; on JAX use auto or mirrored")
+    """A keras.distribution for `name` on the local JAX devices, or None for one device (config.validate
+    refuses multi_worker on JAX)."""
     if model_parallel:
         from arcface_keras.training.model_parallel import class_axis, class_centre_distribution
 
