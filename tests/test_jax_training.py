@@ -1,17 +1,7 @@
 """The same experiment on the JAX backend: data parallel over two host devices, kill + resume."""
 import json
 
-import pytest
-
-from test_distribute import TINY_EXPERIMENT, run_check
-
-
-@pytest.fixture
-def tiny_experiment(tmp_path):
-    path = tmp_path / "experiments" / "tiny_cnn_arc.py"
-    path.parent.mkdir()
-    path.write_text(TINY_EXPERIMENT)
-    return path
+from test_distribute import run_check, tiny_experiment  # noqa: F401  (tiny_experiment: a fixture)
 
 
 def test_jax_data_parallel_matches_one_device_and_resumes_after_kill(tiny_experiment, tmp_path, repo_root):
