@@ -54,24 +54,26 @@ def _rows(path, columns):
     return rows
 
 
+def _named_values(path, columns, dtype, what):
+    """(names, (N, columns - 1) values) of rows that start with a name; one line naming the file if a value is bad."""
+    rows = _rows(path, columns)
+    try:
+        values = np.array([row[1:] for row in rows], dtype)
+    except ValueError as error:
+        raise ValueError(f"{path}: {what} ({error})") from None
+    return [row[0] for row in rows], values
+
+
 def read_landmarks(path):
     """(names, (N, 5, 2) landmarks, (N,) detector scores) of a *_name_5pts_score.txt."""
-    rows = _rows(path, 12)
-    try:
-        values = np.array([row[1:] for row in rows], np.float32)
-    except ValueError as error:
-        raise ValueError(f"{path}: non-numeric landmark or score ({error})") from None
-    return [row[0] for row in rows], values[:, :10].reshape(-1, 5, 2), values[:, 10]
+    names, values = _named_values(path, 12, np.float32, "non-numeric landmark or score")
+    return names, values[:, :10].reshape(-1, 5, 2), values[:, 10]
 
 
 def read_template_media(path):
     """(names, template ids, media ids) of a *_face_tid_mid.txt."""
-    rows = _rows(path, 3)
-    try:
-        ids = np.array([row[1:] for row in rows], np.int64)
-    except ValueError as error:
-        raise ValueError(f"{path}: non-integer template or media id ({error})") from None
-    return [row[0] for row in rows], ids[:, 0], ids[:, 1]
+    names, ids = _named_values(path, 3, np.int64, "non-integer template or media id")
+    return names, ids[:, 0], ids[:, 1]
 
 
 def read_pairs(path):
