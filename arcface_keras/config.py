@@ -269,6 +269,7 @@ def validate(experiment, check_paths=True):
         for f in dataclasses.fields(values):
             check_field(f"{section.name}.{f.name}", getattr(values, f.name), f)
     check_data(experiment.data, check_paths, experiment.model.pretrained)
+    check_sampler(experiment.data, experiment.train)
     check_best_metric(experiment)
     check_backend(experiment.train)
 
@@ -348,6 +349,13 @@ def check_data(data, check_paths, pretrained=""):
         [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_sampler(data, train):
+    """The "pk" sampler fills each replica's batch with whole groups of K images of one identity."""
+    if data.sampler == "pk" and train.batch_size % data.images_per_identity:
+        raise ConfigError(f"data.sampler='pk': train.batch_size={train.batch_size} is not a multiple of "
+                          f"data.images_per_identity={data.images_per_identity}")
 
 
 def check_best_metric(experiment):

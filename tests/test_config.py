@@ -84,6 +84,13 @@ def test_every_named_choice_is_checked_at_load(repo_root, override, message):
     assert "\n" not in str(err.value)
 
 
+def test_pk_batches_hold_whole_groups_of_k(repo_root):
+    with pytest.raises(ConfigError, match=r"data.sampler='pk': train.batch_size=64 is not a multiple of "
+                                          r"data.images_per_identity=3"):
+        load_experiment(repo_root / DEMO, ["data.sampler=pk", "data.images_per_identity=3"])
+    assert load_experiment(repo_root / DEMO, ["data.sampler=pk", "data.images_per_identity=4"]).data.sampler == "pk"
+
+
 def test_a_type_set_in_the_file_itself_is_checked():
     with pytest.raises(ConfigError, match=r"train.epochs='3': expected int, got str"):
         validate(Experiment(data=Data(synthetic={"identities": 4}), train=Train(epochs="3")))

@@ -63,11 +63,9 @@ def train_dataset(folder, batch_size, image_size, steps_per_epoch, epochs, start
     augmented with the seed (seed, batch_key of its images): the stream from `start` on is exactly
     the rest of the stream from 0, so a run resumed at batch `start` sees what the uninterrupted run saw.
     `augment` is an augment.AugmentationPipeline (float32 batches in [0, 255]). `sampler="pk"`
-    makes every batch batch_size // K identities × K images (triplet losses need it).
+    makes every batch batch_size // K identities × K images (triplet losses need it; config.validate
+    checks that K divides the batch).
     """
-    if sampler == "pk" and batch_size % images_per_identity:
-        raise ValueError(f"data.sampler='pk': batch_size {batch_size} is not a multiple of "
-                         f"data.images_per_identity {images_per_identity}")
     first_epoch, offset = divmod(start, steps_per_epoch)
     epochs_left = [epoch_batches(folder, batch_size, epoch_seed(seed, epoch), shuffle_buffer, sampler,
                                  images_per_identity).take(steps_per_epoch) for epoch in range(first_epoch, epochs)]
