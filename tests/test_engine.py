@@ -170,3 +170,15 @@ print(f"cosine similarity {{a @ b:.3f}}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     similarity = float(proc.stdout.split("cosine similarity ")[1])
     assert -1.0 <= similarity <= 1.0 and proc.stderr == ""
+
+
+def test_a_resumed_run_keeps_the_best_verification_it_had(tmp_path):
+    """The best checkpoint is replaced only by a better score than any logged before the resume."""
+    from arcface_keras.training.callbacks import VerificationCallback, truncate_csv
+
+    log = tmp_path / "eval_log.csv"
+    log.write_text("step,lfw/accuracy\n4,0.71\n8,0.83\n12,0.79\n16,0.90\n")
+    truncate_csv(log, 12)  # killed after logging step 16, resumed from the checkpoint at step 12
+    assert VerificationCallback(None, 4, log, "lfw/accuracy", tmp_path / "best.weights.h5").best == 0.83
+    assert VerificationCallback(None, 4, log, "", tmp_path / "best.weights.h5").best is None
+    assert VerificationCallback(None, 4, tmp_path / "none.csv", "lfw/accuracy").best is None

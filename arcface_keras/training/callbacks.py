@@ -125,7 +125,7 @@ class VerificationCallback(EveryNSteps):
         self.csv_path = Path(csv_path)
         self.best_metric = best_metric
         self.best_path = best_path
-        self.best = None
+        self.best = best_logged(self.csv_path, best_metric)  # a resumed run keeps the best it had
 
     def on_step(self, step, logs):
         self.run(step)
@@ -138,12 +138,24 @@ class VerificationCallback(EveryNSteps):
 
         panels.log_verification(self.evaluator, step)
         value = metrics.get(self.best_metric)
+        if self.best_metric and value is None:
+            print(f"[arcface_keras] eval.best_metric {self.best_metric!r} was not reported at step {step} "
+                  "(TAR at a FAR needs at least 1/FAR different pairs): no best checkpoint saved", flush=True)
         if self.best_path and value is not None and (self.best is None or value > self.best):
             self.best = value
             tmp = Path(self.best_path).with_name(f".tmp-{os.getpid()}.weights.h5")
             self.model.save_weights(tmp, overwrite=True)
             os.replace(tmp, self.best_path)
         return metrics
+
+
+def best_logged(csv_path, metric):
+    """The highest `metric` in a step-indexed CSV log, or None (no log, no such column, no value)."""
+    if not metric or not Path(csv_path).is_file():
+        return None
+    with Path(csv_path).open(newline="") as f:
+        values = [float(row[metric]) for row in csv.DictReader(f) if row.get(metric) not in (None, "")]
+    return max(values, default=None)
 
 
 def log_wandb(metrics, step):
