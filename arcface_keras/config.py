@@ -7,7 +7,6 @@ run accepts; nothing downstream re-checks.
 """
 import ast
 import dataclasses
-import difflib
 import json
 import re
 import runpy
@@ -16,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from arcface_keras.registry import closest
 
 
 def named(registry, default=None, default_factory=None):
@@ -185,8 +186,8 @@ def set_key(experiment, key, raw):
 def _pick(owner, name, what, valid, prefix=""):
     found = getattr(owner, name, None) if not isinstance(owner, dict) else owner.get(name)
     if found is None and name not in valid:
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        close = closest(name, valid)
+        hint = f" (did you mean {prefix}{close}?)" if close else ""
         raise ConfigError(f"unknown {what} '{prefix}{name}'{hint}; valid: {', '.join(prefix + v for v in valid)}")
     return found
 
@@ -319,8 +320,8 @@ def check_registered(key, value, registry_name):
 
 
 def did_you_mean(value, choices):
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(value, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def check_data(data, check_paths, pretrained=""):

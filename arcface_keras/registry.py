@@ -73,10 +73,16 @@ class Registry:
         return obj(**{**kwargs, **extra})
 
 
+def closest(name, valid):
+    """The one of `valid` closest to `name` (compared as text), or None: every "did you mean" uses it."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
+    return close[0] if close else None
+
+
 def closest_hint(name, valid):
     """'; did you mean X?' for the closest of `valid`, else ';'."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ";"
+    close = closest(name, valid)
+    return f"; did you mean {close!r}?" if close else ";"
 
 
 def split_spec(spec, kind="component"):
