@@ -2,7 +2,7 @@
 import pytest
 
 from arcface_keras.config import ConfigError, Data, Experiment, Train, apply_overrides, validate
-from arcface_keras.training.auto import Device, local_device, resolve
+from arcface_keras.training.auto import Device, across_replicas, local_device, resolve
 
 CPU = Device("cpu")
 A100 = Device("gpu", "NVIDIA A100-SXM4-80GB", (8, 0))
@@ -55,3 +55,16 @@ def test_auto_is_the_default_and_a_valid_override():
         validate(apply_overrides(experiment, ["train.precision=bfloat16"]))
     with pytest.raises(ConfigError, match="train.jit_compile='sometimes': expected one of bool, 'auto'"):
         validate(Experiment(data=Data(synthetic={"identities": 4}), train=Train(jit_compile="sometimes")))
+
+
+def test_several_tensorflow_replicas_train_without_xla():
+    """Keras compiles TensorFlow's whole data-parallel step on one device, which cannot read the other replicas'
+    variables (the step fails at its first run): auto turns XLA off and says why, an explicit true is refused."""
+    choice = resolve("auto", "auto", "tensorflow", A100)
+    two = across_replicas(choice, "auto", "tensorflow", 2)
+    assert (two.precision, two.jit_compile) == ("mixed_bfloat16", False)
+    assert two.describe().endswith("(compute capability 8.0); Keras cannot compile TensorFlow's step over 2 replicas)")
+    assert across_replicas(choice, "auto", "tensorflow", 1) == choice
+    assert across_replicas(resolve("auto", "auto", "jax", A100), "auto", "jax", 8).jit_compile  # JAX shards one program
+    with pytest.raises(ConfigError, match="train.jit_compile=true: Keras cannot compile a TensorFlow step over 4 "):
+        across_replicas(resolve("auto", True, "tensorflow", A100), True, "tensorflow", 4)

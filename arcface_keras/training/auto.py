@@ -8,11 +8,17 @@
                 trained IR-50 8x slower on a CPU without bfloat16 instructions and 1.7x faster on
                 one with AVX512-BF16 (bench/RESULTS.md): set it explicitly there
   JAX backend   XLA always: Keras' JAX trainer compiles each step with jax.jit (off runs eagerly)
+  TensorFlow, several replicas   XLA off (`across_replicas`): Keras compiles the whole data-parallel step,
+                every replica's part of it, into one XLA computation on the first device, which cannot read
+                the other devices' variables (https://www.tensorflow.org/xla/known_issues, "tf.Variable on a
+                different device"); the start line says so, and an explicit true is refused
 
 Explicit settings are kept as given. `resolve` takes the backend and a `Device`, so every rule is
 checked without the hardware; `local_device` describes the first accelerator this process sees.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from arcface_keras.config import ConfigError
 
 AUTO = "auto"
 AMPERE = (8, 0)
@@ -36,9 +42,11 @@ class Choice:
     precision: str
     jit_compile: bool
     device: Device
+    note: str = ""  # why auto's rule for the device was not followed
 
     def describe(self):
-        return f"{self.precision}, XLA {'on' if self.jit_compile else 'off'} ({self.device})"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.precision}, XLA {'on' if self.jit_compile else 'off'} ({self.device}{note})"
 
 
 def resolve(precision, jit_compile, backend, device):
@@ -48,6 +56,18 @@ def resolve(precision, jit_compile, backend, device):
     if jit_compile == AUTO:
         jit_compile = backend == "jax" or device.kind != "cpu"
     return Choice(precision, bool(jit_compile), device)
+
+
+def across_replicas(choice, jit_compile, backend, replicas):
+    """`choice` for a run over `replicas` replicas: on TensorFlow with several, XLA off when `jit_compile`
+    (train.jit_compile) is auto, a ConfigError when it is true (see the module docstring)."""
+    if backend != "tensorflow" or replicas < 2 or not choice.jit_compile:
+        return choice
+    if jit_compile is True:
+        raise ConfigError(f"train.jit_compile=true: Keras cannot compile a TensorFlow step over {replicas} replicas "
+                          "with XLA (one device would read the others' variables); use train.jit_compile=auto "
+                          "(XLA off then) or false, or the JAX backend")
+    return replace(choice, jit_compile=False, note=f"Keras cannot compile TensorFlow's step over {replicas} replicas")
 
 
 def auto_precision(device):

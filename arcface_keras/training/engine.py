@@ -52,6 +52,7 @@ def train_and_evaluate(experiment, command, choice):
     t = experiment.train
     keras.utils.set_random_seed(t.seed)
     strategy = make_strategy(t.strategy, t.model_parallel, experiment.model.head)
+    choice = auto.across_replicas(choice, t.jit_compile, keras.backend.backend(), distribute.num_replicas(strategy))
     plan = plan_training(experiment, strategy)
     resume = cb.latest_checkpoint(work_dir / "checkpoints")
     stored = finished_result(work_dir, plan, resume)
