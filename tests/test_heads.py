@@ -370,6 +370,8 @@ def test_mixed_precision_losses_stay_close_to_float32(spec):
         model.set_weights(weights)
         assert model.get_layer("embed").compute_dtype != "float32"
         assert keras.backend.standardize_dtype(model.output.dtype) == "float32"
+        head_variables = {v.path: v.dtype for v in model.layers[-1].weights}  # centres, EMA statistics too
+        assert set(head_variables.values()) <= {"float32"}, head_variables
         loss = float(model.train_on_batch([x, labels], labels))
         assert np.isfinite(loss)
         np.testing.assert_allclose(loss, reference_loss, rtol=rtol, atol=1e-3)
