@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# One-command GPU benchmark: IResNet-50 and MobileFaceNet + ArcFace training on one NVIDIA GPU,
-# JAX backend, mixed_bfloat16, XLA, batches 256 and 512; prints img/s, the measured bfloat16 matmul
-# peak and each model's share of it. Extra arguments go to bench/bench_gpu.py (see its --help).
+# One-command GPU benchmark: IResNet-50 and MobileFaceNet + ArcFace training on one NVIDIA GPU (batch 256)
+# and one step of each head alone (a million classes), JAX backend with XLA, under float32, mixed_float16 and
+# mixed_bfloat16; prints img/s, each row's speed against auto's choice and the seconds of its first step
+# (compiling), the measured matmul peaks and each model's share of them; ends within ~7 minutes (--budget).
+# Extra arguments go to bench/bench_gpu.py (see its --help). XLA off exists on TensorFlow only (JAX always
+# compiles): on a machine with TensorFlow's GPU build, bench/gpu.sh --backend tensorflow adds the XLA off rows.
 #
 # Needs Python with keras and jax[cuda12]; no TensorFlow, no network, no install of this package
 # (it runs from this source tree). On a machine without internet, bring the wheels along:

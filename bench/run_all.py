@@ -35,7 +35,7 @@ FULL_ARGS = {
     "bench_heads.py": ["--classes", "100000", "1000000"],
     "bench_pipeline.py": ["--images", "1000"],
     "bench_gpu.py": ["--device", "cpu", "--config", "full", "--matmul-size", "2048", "--precision", "float32",
-                     "--batches", "64", "--warmup", "1", "--steps", "3"],  # bench/gpu.sh is the GPU run
+                     "--batches", "64", "--warmup", "1", "--steps", "3", "--heads", "none"],  # bench/gpu.sh: the GPU run
 }
 QUICK_ARGS = {
     "bench_backbones.py": ["--quick", "--models", "mobilefacenet", "--frameworks", "keras3"],

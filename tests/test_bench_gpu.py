@@ -1,5 +1,8 @@
-"""bench/bench_gpu.py (what bench/gpu.sh runs on a GPU) on the CPU: tiny sizes, JAX, no TensorFlow."""
+"""bench/bench_gpu.py (what bench/gpu.sh runs on a GPU) on the CPU: tiny sizes; JAX without TensorFlow, and
+TensorFlow's XLA on/off columns."""
 import json
+import os
+import runpy
 import subprocess
 import sys
 
@@ -19,22 +22,51 @@ def run_bench(repo_root, *args):
                           text=True, timeout=900)
 
 
+def measured(report):
+    return {(row["name"], row["precision"], row["xla"]): row for row in report["rows"]}
+
+
 def test_gpu_bench_runs_tiny_on_cpu_with_jax_alone(repo_root):
-    done = run_bench(repo_root, "--device", "cpu", "--steps", "1")
+    done = run_bench(repo_root, "--device", "cpu", "--steps", "1", "--precision", "float32,mixed_float16")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (report["backend"], report["precision"], report["jit_compile"]) == ("jax", "mixed_bfloat16", True)
-    assert report["matmul_peak_tflops"] > 0
-    rows = {(row["model"], row["batch"]): row for row in report["rows"]}
-    assert set(rows) == {(model, batch) for model in ("resnet50", "mobilefacenet") for batch in (4, 8)}, report
+    assert (report["backend"], report["auto"]) == ("jax", {"precision": "float32", "jit_compile": True})  # a CPU
+    assert set(report["matmul_peak_tflops"]) == {"float32", "float16"} and min(report["matmul_peak_tflops"].values()) > 0
+    rows = measured(report)
+    names = ("resnet50", "mobilefacenet", "arcface", "partial_fc")
+    assert set(rows) == {(n, p, True) for n in names for p in ("float32", "mixed_float16")}, report
+    assert report["rows"][0]["auto"] and report["rows"][0]["precision"] == "float32"  # auto's rows come first
     for row in rows.values():
         assert "error" not in row, row
-        assert row["images_per_s"] > 0 and row["share_of_peak"] > 0
+        assert row["images_per_s"] > 0 and row["first_step_s"] > 0 and row["vs_auto"] > 0
+        assert row["vs_auto"] == 1.0 if row["auto"] else row["vs_auto"] == pytest.approx(
+            row["images_per_s"] / rows[row["name"], "float32", True]["images_per_s"])
+    for name in ("resnet50", "mobilefacenet"):  # backbone rows: FLOPs and the share of the dtype's matmul peak
+        row = rows[name, "mixed_float16", True]
+        assert row["batch"] == 8 and row["share_of_peak"] > 0
         assert row["tflops"] == pytest.approx(row["train_gflops_per_image"] * row["images_per_s"] / 1000)
-    # 3 x forward, per image, whatever the batch; IR-50 costs far more than MobileFaceNet
-    assert rows["resnet50", 4]["train_gflops_per_image"] == rows["resnet50", 8]["train_gflops_per_image"]
-    assert rows["resnet50", 4]["train_gflops_per_image"] > 10 * rows["mobilefacenet", 4]["train_gflops_per_image"]
-    assert "| resnet50 | 8 |" in done.stdout and "bfloat16 matmul peak" in done.stdout
+    # 3 x forward, per image, whatever the precision; IR-50 costs far more than MobileFaceNet
+    resnet, mobile = (rows[n, "float32", True]["train_gflops_per_image"] for n in ("resnet50", "mobilefacenet"))
+    assert resnet == rows["resnet50", "mixed_float16", True]["train_gflops_per_image"] > 10 * mobile
+    assert "| partial_fc (head) | 8 | mixed_float16 | on |" in done.stdout and "float16 matmul peak" in done.stdout
+
+
+def test_gpu_bench_measures_xla_off_on_tensorflow(repo_root, monkeypatch, capsys):
+    for name in ("KERAS_BACKEND", "JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES"):  # the script sets them: put them back
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--device", "cpu", "--backend", "tensorflow", "--models", "none",
+                                      "--heads", "cosface,partial_fc", "--precision", "float32", "--steps", "1"])
+    runpy.run_path(str(repo_root / "bench" / "bench_gpu.py"), run_name="__main__")  # in this process: TensorFlow
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["auto"] == {"precision": "float32", "jit_compile": False}  # TensorFlow on a CPU
+    rows = measured(report)
+    assert set(rows) == {(head, "float32", xla) for head in ("cosface", "partial_fc") for xla in (False, True)}
+    for row in rows.values():
+        assert "error" not in row and row["images_per_s"] > 0 and row["auto"] == (not row["xla"]), row
+        assert row["vs_auto"] == pytest.approx(row["images_per_s"] / rows[row["name"], "float32", False]["images_per_s"])
+    assert "| partial_fc (head) | 8 | float32 | on |" in out and "| cosface (head) | 8 | float32 (auto) | off |" in out
 
 
 def test_gpu_bench_says_when_there_is_no_gpu(repo_root):
