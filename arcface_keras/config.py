@@ -8,6 +8,7 @@ run accepts; nothing downstream re-checks.
 import ast
 import dataclasses
 import json
+import os
 import re
 import runpy
 import sys
@@ -270,6 +271,8 @@ def validate(experiment, check_paths=True):
         for f in dataclasses.fields(values):
             check_field(f"{section.name}.{f.name}", getattr(values, f.name), f)
     check_data(experiment.data, check_paths, experiment.model.pretrained)
+    if check_paths:
+        check_work_dir(experiment.log.work_dir, experiment.name)
     check_sampler(experiment.data, experiment.train)
     check_best_metric(experiment)
     check_backend(experiment.train)
@@ -350,6 +353,17 @@ def check_data(data, check_paths, pretrained=""):
         [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_work_dir(work_dir, name):
+    """The run directory <log.work_dir>/<name>, or its nearest existing parent, is a writable directory."""
+    path = Path(work_dir).expanduser() / name
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise ConfigError(f"log.work_dir={work_dir!r}: {path} is a file, not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"log.work_dir={work_dir!r}: {path} is not writable (read-only or not yours)")
 
 
 def check_sampler(data, train):
