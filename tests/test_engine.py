@@ -203,12 +203,13 @@ class Training:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             with stderr_path.open("w") as stderr:
-                self.proc = subprocess.Popen(command, cwd=ROOT, env=process_env(), stdout=subprocess.PIPE,
-                                             stderr=stderr, text=True)
+                self.proc = subprocess.Popen(command, cwd=ROOT, env=process_env(PYTHONFAULTHANDLER="1"),
+                                             stdout=subprocess.PIPE, stderr=stderr, text=True)
         finally:
             if ignored:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.watchdog = threading.Timer(600, self.proc.kill)
+        # a run that hangs is aborted with the Python stack of each of its threads on stderr (faulthandler)
+        self.watchdog = threading.Timer(600, self.proc.send_signal, [signal.SIGABRT])
         self.watchdog.start()
 
     def wait_for_step(self, step):
@@ -218,7 +219,9 @@ class Training:
             found = re.match(r"step (\d+)/", line)
             if found and int(found.group(1)) >= step:
                 return int(found.group(1))
-        raise AssertionError(f"ended before step {step}: {''.join(self.lines)[-2000:]}{self.stderr_path.read_text()[-2000:]}")
+        self.proc.wait()
+        raise AssertionError(f"exit status {self.proc.returncode} before step {step}: {''.join(self.lines)[-2000:]}"
+                             f"{self.stderr_path.read_text()[-6000:]}")
 
     def stop(self, signum):
         """Send `signum`; wait for the end; return (exit status, stdout, stderr lines)."""

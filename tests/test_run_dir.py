@@ -89,6 +89,9 @@ def test_a_rerun_goes_on_with_the_same_resolved_settings_or_free_keys_changed(tm
                     data__cache_dir="/cache", train__save_steps=5, train__strategy="one_device")
     assert check(tmp_path, settings(model__head="arcface"), {**free, "name": "moved"}) == {}
     assert check(tmp_path, settings(), settings(train__epochs=3)) == {"train.epochs": (1, 3)}  # trains on
+    older = settings()
+    del older["train"]["sync_bn"]  # written before the setting existed: it ran as the default does
+    assert check(tmp_path, older, settings()) == {}
 
 
 def test_a_rerun_with_other_settings_is_refused_naming_each_key_unless_allowed(tmp_path):

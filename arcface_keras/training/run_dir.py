@@ -197,9 +197,9 @@ def free_space(path):
     free = float(shutil.disk_usage(path).free)
     for unit in ("B", "KB", "MB", "GB"):
         if free < 1000:
-            return f"{free:.3g} {unit}"
+            return f"{free:.1f} {unit}"
         free /= 1000
-    return f"{free:.3g} TB"
+    return f"{free:.1f} TB"
 
 
 def command_line(command):

@@ -3,7 +3,8 @@
 The run directory keeps the experiment as given (`config.json`) and what `auto` chose with the
 replica count (`versions.json`). Both sides are compared resolved: `train.precision` and
 `train.jit_compile` as chosen, the global batch through `replicas` (train.batch_size × replicas),
-a backbone or head given by name as {"type": name}, dict settings key by key. Then
+a backbone or head given by name as {"type": name}, dict settings key by key, a setting that a
+config.json predates as its default. Then
   - the same settings: resume, or print the stored result of a finished run;
   - only `train.epochs` raised: train on;
   - anything else: refused in one line naming each key with its old and new value, unless the
@@ -19,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+from arcface_keras.config import Experiment
 from arcface_keras.io import atomic_path
 from arcface_keras.training.run_dir import RunError
 
@@ -68,7 +70,14 @@ def stored(run_dir):
     versions = Path(run_dir) / "versions.json"
     choice = json.loads(versions.read_text()) if versions.is_file() else {}
     choice = {name: choice[name] for name in RESOLVED.values() if name in choice}
-    return resolved(json.loads(config.read_text()), choice), choice
+    return resolved(with_defaults(json.loads(config.read_text())), choice), choice
+
+
+def with_defaults(given):
+    """A config.json written before a setting existed ran as its default does: fill the missing ones in."""
+    defaults = Experiment().to_dict()
+    return {name: {**defaults[name], **value} if isinstance(defaults.get(name), dict) else value
+            for name, value in given.items()}
 
 
 def differences(old, new):
