@@ -54,7 +54,7 @@ def test_folded_graph_matches_the_kept_one(files):
 @pytest.mark.parametrize("name", ["backbone.pth", "kept.onnx", "folded.onnx"])
 def test_imported_backbone_matches_onnxruntime(files, name):
     folder, _, images = files
-    model = import_backbone(folder / name, "iresnet", input_size=(SIZE, SIZE), depth=18, embedding_size=EMBEDDING)
+    model, _ = import_backbone(folder / name, "iresnet", input_size=(SIZE, SIZE), depth=18, embedding_size=EMBEDDING)
     assert model.name == "resnet18" and model.output_shape == (None, EMBEDDING)
     for ours, theirs in zip(keras_embeddings(model, images), reference(folder, images)):
         assert np.abs(ours - theirs).max() < TOLERANCE
@@ -77,7 +77,7 @@ def test_keras_same_padding_would_be_wrong(files):
     folder, _, images = files
     from arcface_keras.backbones.resnet import iresnet
 
-    imported = import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE))
+    imported, _ = import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE))
     same = iresnet(18, (SIZE, SIZE, 3), EMBEDDING, width=BASE / 64, padding="same")
     for layer in same.layers:
         if layer.weights:
@@ -154,7 +154,7 @@ def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
 
     folder, _, images = files
     path = tmp_path / "r18.keras"
-    import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
+    import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE))[0].save(path)
     spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
     config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
     validate(Experiment(data=Data(synthetic={"identities": 4}), model=config))

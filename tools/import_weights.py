@@ -73,10 +73,10 @@ def main(argv=None):
 
     expected = {"depth": args.depth, "width": args.width, "embedding_size": args.embedding_size}
     try:
-        model = import_backbone(args.weights, args.architecture, (args.input_size, args.input_size), **expected)
+        model, spec = import_backbone(args.weights, args.architecture, (args.input_size, args.input_size), **expected)
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    report = {"model": model.name, "parameters": int(model.count_params()), "embedding_size": int(model.output_shape[-1])}
+    report = {"model": model.name, "backbone": spec, "parameters": int(model.count_params()), "embedding_size": int(model.output_shape[-1])}
     if args.weights.suffix.lower() == ".onnx":
         report["max_abs_difference"] = onnx_difference(model, args.weights, args.check_batch)
         print(f"onnxruntime vs keras: max |Δ| of normalised embeddings {report['max_abs_difference']:.2e}")
@@ -88,7 +88,8 @@ def main(argv=None):
     model.save(tmp)
     os.replace(tmp, args.out)
     print(f"wrote {args.out}: {model.name}, {report['parameters']:,} parameters, "
-          f"{report['embedding_size']}-d embedding")
+          f"{report['embedding_size']}-d embedding\nfine-tune it with: --set \"model.backbone={spec}\" "
+          f"--set model.embedding_size={report['embedding_size']} --set model.pretrained={args.out}")
     return report
 
 

@@ -44,13 +44,14 @@ def describe(state_dict, source):
 
 
 def from_state_dict(state_dict, source, input_size=(112, 112), **expected):
-    """The project's IResNet (padding="symmetric") holding `state_dict`; `expected` (depth, width,
+    """(the project's IResNet holding `state_dict`, its model.backbone spec); `expected` (depth, width,
     embedding_size) makes a differing value an error."""
     from arcface_keras.backbones.resnet import iresnet
 
     found = describe(state_dict, source)
     check_expected(found, expected, source, "IResNet")
+    spec = {"type": f"resnet{found['depth']}", "width": found["width"], "padding": "symmetric"}
     model = iresnet(found["depth"], (*input_size, 3), found["embedding_size"], width=found["width"],
                     padding="symmetric")
     assign(model, state_dict, keras_to_torch_names(found["depth"]), source, "IResNet")
-    return model
+    return model, spec

@@ -72,13 +72,14 @@ def describe(state_dict, source):
 
 
 def from_state_dict(state_dict, source, input_size=(112, 112), **expected):
-    """The project's MobileFaceNet (padding="symmetric") holding `state_dict`; `expected` (blocks, width,
-    output, embedding_size) makes a differing value an error."""
+    """(the project's MobileFaceNet holding `state_dict`, its model.backbone spec); `expected` (blocks,
+    width, output, embedding_size) makes a differing value an error."""
     from arcface_keras.backbones.mobilefacenet import mobilefacenet
 
     found = describe(state_dict, source)
     check_expected(found, expected, source, NETWORK)
-    model = mobilefacenet((*input_size, 3), found["embedding_size"], found["width"], found["blocks"],
-                          padding="symmetric", output=found["output"])
+    spec = {"type": "mobilefacenet", "width": found["width"], "blocks": list(found["blocks"]),
+            "padding": "symmetric", "output": found["output"]}
+    model = mobilefacenet((*input_size, 3), found["embedding_size"], **{k: v for k, v in spec.items() if k != "type"})
     assign(model, state_dict, keras_to_torch_names(found["blocks"], found["output"]), source, NETWORK)
-    return model
+    return model, spec

@@ -58,7 +58,8 @@ def read_weights(path, architecture=None):
 
 
 def import_backbone(path, architecture=None, input_size=(112, 112), **expected):
-    """The project's backbone holding the weights of an arcface_torch file (padding="symmetric").
+    """(the project's backbone holding the weights of an arcface_torch file, the model.backbone spec that
+    builds the same network: padding="symmetric", the file's depth or blocks, width and output).
 
     `architecture`: "iresnet" or "mobilefacenet" (None: read from the file). `expected`: values the
     caller expects (IResNet: depth, width, embedding_size; MobileFaceNet: blocks, width, output,
