@@ -60,6 +60,8 @@ def describe(state_dict, source):
         if key not in state_dict:
             raise ValueError(f"{source}: missing key {key!r}: not an arcface_torch MobileFaceNet state dict")
     stem_units = 1 if "layers.1.layers.0.weight" in state_dict else _units(state_dict, "layers.1")
+    if not stem_units:
+        raise ValueError(f"{source}: missing key 'layers.1.layers.0.weight' (the stem's grouped conv) or its residual units")
     blocks = (stem_units, *(_units(state_dict, f"layers.{2 * stage + 1}") for stage in (1, 2, 3)))
     if "features.layers.2.weight" in state_dict:
         output, dense = "GDC", state_dict["features.layers.2.weight"]
