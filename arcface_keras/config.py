@@ -34,7 +34,7 @@ class Data:
     """Where images come from and how they are fed."""
 
     train: str = ""  # identity folder, TFRecord folder (with manifest.json) or InsightFace .rec
-    synthetic: dict = field(default_factory=dict)  # generate identities instead: see data/synthetic.py
+    synthetic: dict = field(default_factory=dict)  # generate identities instead: see data/synthetic/
     val: dict = field(default_factory=dict)  # name -> pairs.txt / .bin / identity folder
     image_size: int = 112
     augment: list = named("AUGMENTATIONS", default_factory=lambda: ["flip"])  # a list of specs
