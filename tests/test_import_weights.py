@@ -122,6 +122,44 @@ def test_code_in_a_checkpoint_is_refused(files, tmp_path):
         read_state_dict(path)
 
 
+FC = "fc.weight"  # (8, 128) float32: a storage of 1,024 elements, 4,096 bytes
+
+
+@pytest.mark.parametrize("layout, message", [
+    ((0, (8, 256), (256, 1)), "fc.weight: storage holds 4096 bytes, the tensor needs 8192"),  # shape past the storage
+    ((1, (8, 128), (128, 1)), "fc.weight: storage holds 4096 bytes, the tensor needs 4100"),  # offset pushes it past
+    ((2**62, (8, 128), (128, 1)), f"fc.weight: storage holds 4096 bytes, the tensor needs {(2**62 + 1024) * 4}$"),
+    ((0, (8, 128), (2**63, 1)), f"fc.weight: storage holds 4096 bytes, the tensor needs {(7 * 2**63 + 128) * 4}$"),
+    ((0, (8, 128), (-128, 1)), r"fc.weight: strides \(-128, 1\): expected 2 integers >= 0"),
+    ((-4, (8, 128), (128, 1)), r"fc.weight: storage offset -4: expected an integer >= 0"),
+    ((0, (8, -128), (128, 1)), r"fc.weight: shape \(8, -128\): expected a tuple of integers >= 0"),
+    ((0, (2**20, 2**20), (0, 0)), r"fc.weight: shape \(1048576, 1048576\) has 1099511627776 elements, more than the 1024"),
+])
+def test_tensor_layouts_outside_their_storage_are_refused_naming_the_key(files, tmp_path, layout, message):
+    """Checked before any strided view: a hostile offset, shape or stride never reads past the storage."""
+    state = files[1]
+    write_torch_zip(tmp_path / "bad.pth", state, layouts={FC: layout})
+    with pytest.raises(ValueError, match=message):
+        read_state_dict(tmp_path / "bad.pth")
+
+
+def test_a_short_storage_fails_the_import_in_one_line_and_writes_nothing(files, tmp_path):
+    from tools import import_weights
+
+    folder, state, _ = files
+    key = f"archive/data/{list(state).index(FC)}"
+    with zipfile.ZipFile(folder / "backbone.pth") as source, zipfile.ZipFile(tmp_path / "short.pth", "w") as target:
+        for item in source.namelist():
+            target.writestr(item, source.read(item)[:2048] if item == key else source.read(item))
+    out = tmp_path / "short.keras"
+    with pytest.raises(SystemExit) as exit_info:
+        import_weights.main([str(tmp_path / "short.pth"), "--out", str(out), "--input-size", str(SIZE)])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and len(message.splitlines()) == 1
+    assert f"{FC}: storage {key.rsplit('/', 1)[1]} holds 2048 bytes, its header declares 1024 elements" in message
+    assert list(tmp_path.iterdir()) == [tmp_path / "short.pth"]  # no model, no temporary
+
+
 def test_tool_writes_a_keras_backbone(files, tmp_path, capsys):
     from tools import import_weights
 
