@@ -60,6 +60,9 @@ def ijb(tmp_path_factory):
             rows.append((new, copy, media + 5000)), landmarks.append((new, points, score))
     rows.append(("broken.jpg", 300, 1002)), landmarks.append(("broken.jpg", TEMPLATE, 0.9))
     (root / "loose_crop" / "broken.jpg").write_bytes(b"not a jpeg")
+    whole = (root / "loose_crop" / "1.jpg").read_bytes()  # cut short: OpenCV's imread would decode its top half
+    rows.append(("truncated.jpg", 101, 1010)), landmarks.append(("truncated.jpg", landmarks[0][1], 0.9))
+    (root / "loose_crop" / "truncated.jpg").write_bytes(whole[:len(whole) // 2])
     write_meta(root, rows, landmarks)
     return root
 
@@ -158,10 +161,11 @@ def test_protocol_is_read(ijb):
 def test_crops_are_aligned_before_embedding(ijb, embedded, embedder):
     """Each feature is the embedding of the crop warped back onto the template (and its mirror)."""
     protocol, features, readable = embedded
-    assert readable.sum() == len(readable) - 1 and not readable[protocol.names.index("broken.jpg")]
+    unreadable = [protocol.names.index(name) for name in ("broken.jpg", "truncated.jpg")]
+    assert readable.sum() == len(readable) - 2 and not readable[unreadable].any()
     from arcface_keras.data.pipeline import scale
 
-    for i in range(0, len(readable) - 1, 7):
+    for i in np.flatnonzero(readable)[::7]:
         image = cv2.cvtColor(cv2.imread(str(ijb / "loose_crop" / protocol.names[i])), cv2.COLOR_BGR2RGB)
         matrix = cv2.estimateAffinePartial2D(protocol.landmarks[i], TEMPLATE, method=cv2.LMEDS)[0]
         aligned = scale(cv2.warpAffine(image, matrix, (112, 112)).astype(np.float32))[None]
@@ -230,7 +234,7 @@ def test_tool_writes_report_plot_and_reuses_features(ijb, embedder, tmp_path, ca
     printed = capsys.readouterr().out
     assert "flip=True  detector_score=True  normalize_images=False" in printed and "per 1,000 images" in printed
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["unreadable_images"] == 1 and saved["tar_at_far"] == report["tar_at_far"]
+    assert saved["unreadable_images"] == 2 and saved["tar_at_far"] == report["tar_at_far"]
     assert (tmp_path / "r_roc.png").stat().st_size > 0 and features.is_file()
     again = eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "n.json"),
                            "--features", str(features), "--normalize-images"])

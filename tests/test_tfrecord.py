@@ -11,6 +11,8 @@ import pytest
 from arcface_keras.data.sources import read_list
 from arcface_keras.data.tfrecord import ShardError, read_examples, read_manifest, verify, write_shards
 
+TRUNCATED_JPEG = "truncated JPEG (the data ends before its end-of-image marker)"
+
 
 def load_tool(repo_root):
     spec = importlib.util.spec_from_file_location("make_tfrecord", repo_root / "tools" / "make_tfrecord.py")
@@ -75,7 +77,7 @@ def test_merge_offsets_labels_and_keeps_bytes(two_sources, repo_root, capsys):
     with open(out / "skipped.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted((os.path.basename(r["item"]), r["reason"]) for r in rows) == [
-        ("broken.jpg", "not a decodable image"), ("empty.jpg", "empty file")]
+        ("broken.jpg", TRUNCATED_JPEG), ("empty.jpg", "empty file")]  # its first segment runs past the end
 
 
 def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, capsys):
@@ -85,7 +87,9 @@ def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, cap
     (tmp_path / "faces" / "dora").mkdir()
     (tmp_path / "faces" / "dora" / "notes.txt").write_text("no images here")
     (tmp_path / "faces" / "emil").mkdir()  # only an image that does not decode
-    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"GIF89a not really an image")
+    whole = (tmp_path / "faces" / "anna" / "0.jpg").read_bytes()  # tf.io.decode_jpeg would stop training on it
+    (tmp_path / "faces" / "anna" / "cut.jpg").write_bytes(whole[:-1])
     out = tmp_path / "out"
     load_tool(repo_root).main(["--source", str(tmp_path / "faces"), "--out", str(out),
                                                 "--shards", "2", "--verify", "--quiet"])
@@ -100,7 +104,7 @@ def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, cap
     with open(out / "skipped.csv") as f:
         rows = {(os.path.basename(r["item"]), r["reason"]) for r in csv.DictReader(f)}
     assert rows == {("bert", "no image files"), ("dora", "no image files"), ("emil", "no usable image"),
-                    ("0.jpg", "not a decodable image")}
+                    ("0.jpg", "not a decodable image"), ("cut.jpg", TRUNCATED_JPEG)}
 
 
 def test_a_conversion_that_writes_nothing_fails(tmp_path, repo_root):

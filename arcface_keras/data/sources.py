@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from arcface_keras.data import recordio
 from arcface_keras.data.folders import list_identity_folder
+from arcface_keras.data.integrity import JPEG_START, PNG_START, UnreadableImage, read_bgr
 from arcface_keras.data.tfrecord import MANIFEST, relabel_shards, write_records
 from arcface_keras.io import atomic_path, write_json
 
@@ -141,20 +142,20 @@ def label_space(sources):
 
 
 class SkippedImage(ValueError):
-    """An image left out of the conversion: empty, unreadable or not decodable."""
+    """An image left out of the conversion: empty, truncated, unreadable or not decodable."""
 
 
 def encoded_image(data, reencode_quality=None):
     """Checked image bytes: the original JPEG/PNG, or a JPEG re-encoded at `reencode_quality`.
 
-    Other formats are always re-encoded (at 95 unless told). Raises SkippedImage for a bad image.
+    Other formats are always re-encoded (at 95 unless told). Raises SkippedImage for an empty, truncated
+    (data/integrity.py) or undecodable image.
     """
-    if not data:
-        raise SkippedImage("empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SkippedImage("not a decodable image")
-    if reencode_quality is None and (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"):
+    try:
+        image = read_bgr(data)  # a JPEG cut short would stop training at tf.io.decode_jpeg: skipped here
+    except UnreadableImage as error:
+        raise SkippedImage(str(error)) from None
+    if reencode_quality is None and (data.startswith(JPEG_START) or data.startswith(PNG_START)):
         return data
     quality = DEFAULT_JPEG_QUALITY if reencode_quality is None else int(reencode_quality)
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -23,6 +23,7 @@ import time
 import cv2
 import numpy as np
 
+from arcface_keras.data.integrity import UnreadableImage, read_bgr_file
 from arcface_keras.evaluation.verification import roc_curve
 from arcface_keras.faces.align import align_face
 
@@ -32,8 +33,10 @@ RANKS = (1, 5, 10)
 
 
 def _load_aligned(path, landmarks, size):
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
+    """The aligned RGB crop of an image file; None when it is missing, cut short or undecodable."""
+    try:
+        image = read_bgr_file(path)
+    except (OSError, UnreadableImage):
         return None
     return align_face(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), landmarks, size)
 
@@ -41,7 +44,8 @@ def _load_aligned(path, landmarks, size):
 def embed_protocol(embedder, protocol, batch_size=128, flip=True, dtype=np.float16, workers=4, progress=None):
     """Raw flip-summed features (N, D) of every image, computed in batches, and a mask of the images read.
 
-    Images that cannot be read keep a zero feature and are marked False (reported, not fatal).
+    Images that cannot be read (missing, cut short, undecodable) keep a zero feature and are marked False
+    (reported, not fatal).
     Crops of the next batch are read and aligned by `workers` threads while the model runs.
     """
     from arcface_keras.evaluation.embed import raw_embeddings

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 
+from arcface_keras.data.integrity import UnreadableImage, read_bgr_file
 from arcface_keras.data.synthetic.render import render_identity_image, single_threaded_cv2
 from arcface_keras.data.synthetic.traits import GENERATOR_VERSION, SIZE, check_index
 from arcface_keras.io import atomic_path, write_json
@@ -26,10 +27,10 @@ def _image_path(out_dir, identity, image):
 
 
 def _is_valid_image(path):
-    if not path.is_file():
+    try:
+        return read_bgr_file(path).shape == (SIZE, SIZE, 3)
+    except (OSError, UnreadableImage):  # missing, cut short or undecodable: written again
         return False
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return pixels is not None and pixels.shape == (SIZE, SIZE, 3)
 
 
 def _write_identity(out_dir, seed, identity, images_per_identity):
