@@ -344,12 +344,27 @@ def check_data(data, check_paths, pretrained=""):
         for key, path in named_paths:
             if not Path(path).expanduser().exists():
                 raise MissingPathError(f"{key}={path!r}: no such file or directory")
+        check_val_bins(data.val)
     from arcface_keras.registry import AUGMENTATIONS
 
     try:  # each one built (its options checked), not the pipeline: nothing may start TensorFlow's runtime
         [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_val_bins(val):
+    """Each .bin of data.val is unpickled now, by the reader that runs none of its code: a hostile or
+    damaged file is refused at load, in one line."""
+    for name, path in val.items():
+        path = Path(path).expanduser()
+        if path.suffix == ".bin":
+            from arcface_keras.data.verification import read_bin
+
+            try:
+                read_bin(path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"data.val.{name}={str(path)!r}: {str(exc).removeprefix(f'{path}: ')}") from None
 
 
 def check_sampler(data, train):
