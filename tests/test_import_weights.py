@@ -4,6 +4,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -184,13 +185,20 @@ def test_torch_checkpoint_if_torch_is_installed(files, tmp_path):
     assert all(np.array_equal(loaded[k], state[k]) for k in state)
 
 
-def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
+@pytest.fixture(scope="module")
+def imported(files, tmp_path_factory):
+    """The backbone.pth imported and saved as a .keras file (what model.pretrained names)."""
+    path = tmp_path_factory.mktemp("imported") / "r18.keras"
+    import_iresnet(files[0] / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
+    return path
+
+
+def test_model_pretrained_starts_training_from_the_import(files, imported, tmp_path):
     from arcface_keras.config import ConfigError, Data, Experiment, Model, validate
     from arcface_keras.training.model import build_face_model
 
     folder, _, images = files
-    path = tmp_path / "r18.keras"
-    import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
+    path = imported
     spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
     config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
     validate(Experiment(data=Data(synthetic={"identities": 4}), model=config))
@@ -205,3 +213,28 @@ def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
     with pytest.raises(ConfigError, match="model.pretrained='.*missing.keras': no such file"):
         validate(Experiment(data=Data(synthetic={"identities": 4}),
                             model=Model(backbone=spec, pretrained=str(tmp_path / "missing.keras"))))
+
+
+def test_a_pretrained_network_that_differs_stops_run_in_one_line_before_any_file(imported, tmp_path, repo_root,
+                                                                                 monkeypatch):
+    from tools import run as run_tool
+
+    path = imported
+    spec = {"type": "resnet18", "width": BASE / 64, "padding": "same"}  # the import needs "symmetric"
+    for identity in range(2):  # a tiny identity folder: no synthetic generation, no verification set
+        (tmp_path / "faces" / f"id{identity}").mkdir(parents=True)
+        (tmp_path / "faces" / f"id{identity}" / "0.jpg").write_bytes(
+            cv2.imencode(".jpg", np.full((SIZE, SIZE, 3), 60 * identity, np.uint8))[1].tobytes())
+    overrides = [
+        "data.synthetic={}", f"data.train={tmp_path / 'faces'}", f"data.cache_dir={tmp_path / 'cache'}",
+        f"data.image_size={SIZE}", f"model.backbone={spec}",
+        f"model.embedding_size={EMBEDDING}", f"model.pretrained={path}", "train.steps_per_epoch=1", "train.epochs=1",
+        "train.batch_size=4", "log.wandb=disabled", f"log.work_dir={tmp_path / 'runs'}",
+    ]
+    monkeypatch.chdir(repo_root)
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool.main(["experiments/demo_synth_mfn_arc.py", *[a for o in overrides for a in ("--set", o)]])
+    message = str(exit_info.value.code)
+    assert len(message.splitlines()) == 1 and message.startswith(f"error: model.pretrained {path}: layer ")
+    assert "stage1_unit1_2_pad (ZeroPadding2D) there, stage1_unit1_shortcut_conv (Conv2D) in model.backbone" in message
+    assert not (tmp_path / "runs" / "demo_synth_mfn_arc" / "config.json").exists()

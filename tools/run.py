@@ -59,7 +59,10 @@ def main(argv=None):
         return None
     from arcface_keras.training import engine
 
-    result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    try:
+        result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    except ConfigError as exc:  # found while building (model.pretrained not the same network): before any file
+        sys.exit(f"error: {exc}")
     print(engine.format_result(result))
     return result
 

@@ -61,9 +61,9 @@ def train_and_evaluate(experiment, command, choice):
         return stored
     evaluator = Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size, experiment.eval.flip)
     chief = is_chief(strategy)
+    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)  # model.pretrained checked
     if chief:
         write_run_files(experiment, work_dir, command, choice)
-    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)
     start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
     evaluator.attach(embedder, plan.replicas)
     run_wandb = start_wandb(experiment, work_dir) if chief else None
