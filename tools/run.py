@@ -59,8 +59,9 @@ def main(argv=None):
         return None
     from arcface_keras.training import engine
 
+    command = [sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv]
     try:
-        result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+        result = engine.run(experiment, command=command)
     except ConfigError as exc:  # found while building (model.pretrained not the same network): before any file
         sys.exit(f"error: {exc}")
     print(engine.format_result(result))

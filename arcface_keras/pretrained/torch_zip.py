@@ -47,10 +47,11 @@ class _Storage:
         """Why these bytes are not a whole storage of their type, or None."""
         if self.raw is None:
             return f"its storage data/{self.key} is missing from the archive"
+        held = f"storage {self.key} holds {len(self.raw)} bytes"
         if len(self.raw) % self.itemsize:
-            return f"storage {self.key} holds {len(self.raw)} bytes, not a whole number of {self.itemsize}-byte {self.type_name} elements"
+            return f"{held}, not a whole number of {self.itemsize}-byte {self.type_name} elements"
         if _is_count(self.declared) and self.declared * self.itemsize != len(self.raw):
-            return f"storage {self.key} holds {len(self.raw)} bytes, its header declares {self.declared} elements of {self.itemsize} bytes"
+            return f"{held}, its header declares {self.declared} elements of {self.itemsize} bytes"
         return None
 
     @property
