@@ -76,6 +76,8 @@ def test_eval_writes_table_json_and_roc_plot(repo_root, embedder_path, tmp_path,
     with pytest.raises(SystemExit, match=r"^error: .*missing.bin: no such .bin file$"):  # before the model loads
         evaluate(["--model", str(embedder_path), *sets, "--bin", str(tmp_path / "missing.bin"), "--out", str(out)])
     assert not out.parent.exists()
+    with pytest.raises(SystemExit, match=r"^error: --out .*faces.bin/r.json: .*faces.bin is a file, not a folder$"):
+        evaluate(["--model", str(embedder_path), *sets, "--out", str(tmp_path / "faces.bin" / "r.json")])
     with pytest.raises(SystemExit) as exit_info:  # a set that does not decode is skipped and reported
         evaluate(["--model", str(embedder_path), *sets, "--out", str(out), "--batch-size", "16"])
     assert exit_info.value.code == 1

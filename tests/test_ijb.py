@@ -270,6 +270,9 @@ def test_tool_writes_report_plot_and_reuses_features(ijb, embedder, tmp_path, ca
         eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "x.json"),
                        "--features", str(tmp_path / "new.npy")])
     assert exit_info.value.code == 2 and "give a .npz name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # checked before embedding, not when the report is written
+        eval_ijb.main([str(ijb), "--model", str(model), "--out", str(model / "r.json")])
+    assert exit_info.value.code == 2 and f"--out {model / 'r.json'}: {model} is a file" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
 

@@ -159,6 +159,9 @@ def test_a_short_storage_fails_the_import_in_one_line_and_writes_nothing(files, 
     assert message.startswith("error: ") and len(message.splitlines()) == 1
     assert f"{FC}: storage {key.rsplit('/', 1)[1]} holds 2048 bytes, its header declares 1024 elements" in message
     assert list(tmp_path.iterdir()) == [tmp_path / "short.pth"]  # no model, no temporary
+    with pytest.raises(SystemExit) as exit_info:  # an --out that cannot be written: before any import work
+        import_weights.main([str(folder / "backbone.pth"), "--out", str(tmp_path / "short.pth" / "x.keras")])
+    assert exit_info.value.code == 2
 
 
 def test_tool_writes_a_keras_backbone(files, tmp_path, capsys):

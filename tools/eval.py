@@ -21,7 +21,7 @@ from arcface_keras.data.verification import (  # noqa: E402
     read_bin,
 )
 from arcface_keras.evaluation.verification import FARS  # noqa: E402
-from arcface_keras.io import write_json  # noqa: E402
+from arcface_keras.io import unwritable, write_json  # noqa: E402
 
 
 def parse_args(argv):
@@ -55,6 +55,7 @@ def check_inputs(args):
     """The model file and every set exist, and each .bin unpickles (by the reader that runs none of its
     code), before the model is loaded; SystemExit with one line otherwise."""
     problems = [] if args.model.is_file() else [f"{args.model}: no such model file"]
+    problems += [f"--out {problem}" for problem in [unwritable(args.out)] if problem]
     if args.root is not None and not args.root.is_dir():
         problems.append(f"--root {args.root}: no such folder")
     for kind, path in args.sets:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from arcface_keras.evaluation.ijb import IDENTIFICATION  # noqa: E402
-from arcface_keras.io import atomic_path, write_json  # noqa: E402
+from arcface_keras.io import atomic_path, unwritable, write_json  # noqa: E402
 
 
 def parse_args(argv):
@@ -44,6 +44,11 @@ def parse_args(argv):
     parser.add_argument("--wandb", choices=("online", "offline", "disabled"), default="disabled")
     parser.add_argument("--wandb-project", default="arcface_keras")
     args = parser.parse_args(argv)
+    new_features = args.features if args.features and not args.features.is_file() else None
+    for option, path in (("--out", args.out), ("--features", new_features)):
+        problem = path and unwritable(path)
+        if problem:
+            parser.error(f"{option} {problem}")  # before hours of embedding, not after
     if args.features and not args.features.exists() and args.features.suffix != ".npz":
         parser.error(f"--features {args.features}: no such file; features are written as .npz: give a .npz name")
     return args

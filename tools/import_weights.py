@@ -10,6 +10,7 @@ without flip, must be under 1e-4, or nothing is written). Use the result with
 `--set model.pretrained=OUT` and a backbone {"type": "resnetNN", "padding": "symmetric"}.
 """
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
@@ -19,6 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from arcface_keras.evaluation.verification import l2_normalize  # noqa: E402
+from arcface_keras.io import unwritable  # noqa: E402
 
 TOLERANCE = 1e-4
 
@@ -35,6 +37,11 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.out.suffix != ".keras":
         parser.error(f"--out {args.out}: expected a .keras file name")
+    problem = unwritable(args.out)
+    if problem:
+        parser.error(f"--out {problem}")
+    if args.weights.suffix.lower() == ".onnx" and importlib.util.find_spec("onnxruntime") is None:
+        parser.error(f"{args.weights}: an ONNX import is checked against onnxruntime: pip install onnxruntime")
     return args
 
 
