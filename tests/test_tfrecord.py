@@ -87,7 +87,7 @@ def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, cap
     (tmp_path / "faces" / "dora").mkdir()
     (tmp_path / "faces" / "dora" / "notes.txt").write_text("no images here")
     (tmp_path / "faces" / "emil").mkdir()  # only an image that does not decode
-    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"GIF89a not really an image")
+    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"neither a JPEG nor any other image")
     whole = (tmp_path / "faces" / "anna" / "0.jpg").read_bytes()  # tf.io.decode_jpeg would stop training on it
     (tmp_path / "faces" / "anna" / "cut.jpg").write_bytes(whole[:-1])
     out = tmp_path / "out"
