@@ -67,14 +67,14 @@ def read_features(path, count, flip):
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: not a .npy/.npz of features ({error})") from None
     if isinstance(saved, np.ndarray):
-        features, readable, saved_flip = saved, np.any(saved != 0, axis=1) if saved.ndim == 2 else None, None
+        features, readable, saved_flip = saved, np.any(saved != 0, axis=tuple(range(1, saved.ndim))), None
     else:
         with saved:
             missing = sorted({"features", "readable", "flip"} - set(saved.files))
             if missing:
                 raise ValueError(f"{path}: an .npz without {', '.join(missing)}; expected one written by this tool")
             features, readable, saved_flip = saved["features"], saved["readable"], bool(saved["flip"])
-    if features.ndim != 2 or features.dtype.kind != "f" or len(features) != count:
+    if features.ndim != 2 or features.dtype.kind != "f" or len(features) != count or len(readable) != count:
         raise ValueError(f"{path}: holds a {features.dtype} array of shape {features.shape}; this protocol needs "
                          f"(images, D) floats with {count} rows, one per image of meta/*_face_tid_mid.txt")
     if saved_flip is not None and saved_flip != flip:
@@ -105,11 +105,10 @@ def format_report(report):
              f"images {report['images']} (unreadable {report['unreadable_images']}), templates {report['templates']}, "
              f"pairs {report['pairs']} ({report['genuine']} genuine)"]
     fars = list(report["tar_at_far_insightface"])
-    width = max(len("TAR@FAR (%)"), *(len(name) for name in ("insightface", "conservative")))
-    lines.append("1:1  " + "TAR@FAR (%)".ljust(width) + "".join(f"{far:>8}" for far in fars))
+    lines.append("1:1  " + "TAR@FAR (%)".ljust(12) + "".join(f"{far:>8}" for far in fars))
     for name in ("insightface", "conservative"):
         table = report[f"tar_at_far_{name}"]
-        lines.append("     " + name.ljust(width) + "".join(f"{100 * table[far]:8.2f}" for far in fars))
+        lines.append("     " + name.ljust(12) + "".join(f"{100 * table[far]:8.2f}" for far in fars))
     for gallery, result in report.get(IDENTIFICATION, {}).items():
         figures = "  ".join(f"{k}: {'-' if v is None else f'{100 * v:.2f}'}" for k, v in result.items()
                             if k not in ("mated", "non_mated"))
