@@ -59,7 +59,10 @@ def main(argv=None):
         return None
     from arcface_keras.training import engine
 
-    result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    try:  # settings only the data can refute (one identity in data.train) fail as they would have at load
+        result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    except ConfigError as exc:
+        sys.exit(f"error: {exc.args[0]}")
     print(engine.format_result(result))
     return result
 
