@@ -1,7 +1,8 @@
 """MobileFaceNet (Chen et al. 2018): inverted-residual bottlenecks, PReLU and a GDC embedding layer."""
 import keras
 
-from arcface_keras.backbones.layers import channels, check_arguments, conv_bn, gdc_embedding, group_count
+from arcface_keras.backbones.layers import (EmbeddingSize, InputShape, Width, channels, check_arguments, conv_bn,
+                                           gdc_embedding, group_count)
 from arcface_keras.registry import BACKBONES
 
 # One stage per row: a stride-2 bottleneck without shortcut, then `repeats` residual bottlenecks.
@@ -23,7 +24,7 @@ def bottleneck(x, expansion, out_channels, strides, name):
 
 
 @BACKBONES.register("mobilefacenet")
-def mobilefacenet(input_shape=(112, 112, 3), embedding_size=128, width=1.0):
+def mobilefacenet(input_shape: InputShape = (112, 112, 3), embedding_size: EmbeddingSize = 128, width: Width = 1.0):
     """MobileFaceNet: image (B, H, W, 3) in [-1, 1] → embedding (B, embedding_size).
 
     `width` multiplies the stem and bottleneck channels (64, 128); the wide channels (depthwise

@@ -37,6 +37,7 @@ def run(experiment, command=None):
     before afterwards.
     """
     config_lib.validate(experiment)
+    prepare.check_val_bins(experiment.data.val)
     backend = keras.backend.backend()
     choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
@@ -135,9 +136,13 @@ def plan_training(experiment, strategy):
 
     folder = prepare.training_folder(experiment.data)
     manifest = read_manifest(folder)
-    return TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
+    plan = TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
                         len(manifest["shards"]), distribute.num_replicas(strategy), distribute.num_workers(strategy),
                         strategy)
+    if plan.global_batch > plan.num_images:
+        print(f"[arcface_keras] warning: the global batch of {plan.global_batch} is larger than the "
+              f"{plan.num_images} training images: every batch repeats images", file=sys.stderr, flush=True)
+    return plan
 
 
 def finished_result(work_dir, plan, resume):
