@@ -5,10 +5,17 @@ Each registry knows the modules that register the shipped components and imports
 first look-up, so `HEADS.names()` lists every head as soon as the package is imported, whatever
 the caller imported before (as mmengine's lazy registries do). A user's own component registers
 itself with `@HEADS.register("name")` when its module is imported.
+
+A spec's keywords are checked against the constructor's annotations, which carry their ranges
+(`m: Annotated[float, Interval(ge=0, lt=math.pi / 2)] = 0.5`, see typecheck.py): a keyword without
+an annotation takes anything.
 """
 import difflib
 import importlib
 import inspect
+import typing
+
+from arcface_keras.typecheck import mismatch
 
 
 class Registry:
@@ -57,14 +64,21 @@ class Registry:
         return name in self._entries
 
     def check(self, spec):
-        """Validate a spec (name and keywords) without building it; returns (constructor, kwargs)."""
+        """Validate a spec without building it: its name, and each keyword against the constructor's
+        annotation of it (type and range, see typecheck.py). Returns (constructor, kwargs)."""
         name, kwargs = split_spec(spec, self.kind)
         obj = self.get(name)
-        accepted = accepted_keywords(obj)
-        unknown = sorted(set(kwargs) - set(accepted))
+        annotations = keyword_annotations(obj)
+        unknown = sorted(set(kwargs) - set(annotations))
         if unknown:
             raise TypeError(f"{self.kind} {name!r} got unknown keyword {unknown[0]!r}"
-                            f"{closest_hint(unknown[0], accepted)} accepted: {', '.join(accepted)}")
+                            f"{closest_hint(unknown[0], annotations)} accepted: {', '.join(annotations)}")
+        for keyword, value in kwargs.items():
+            wrong = mismatch(value, annotations[keyword])
+            if wrong:
+                hint = closest_hint(value, wrong.choices).rstrip(";") if wrong.choices else ""
+                raise (TypeError if wrong.got and not wrong.choices else ValueError)(
+                    f"{self.kind} {name!r} got {keyword}={value!r}: {wrong}{hint}")
         return obj, kwargs
 
     def build(self, spec, **extra):
@@ -96,21 +110,26 @@ def split_spec(spec, kind="component"):
 
 
 def accepted_keywords(obj):
-    """Named keywords a constructor takes, with those its `**kwargs` forwards to a base class of ours.
+    """Named keywords a constructor takes, with those its `**kwargs` forwards to a base class of ours."""
+    return list(keyword_annotations(obj))
+
+
+def keyword_annotations(obj):
+    """{keyword: annotation} of a constructor (typing.Any where it has none), base classes' included.
 
     A class whose `__init__` takes `**kwargs` accepts its base classes' keywords too, up to the
     first class from outside this project (Keras' own layer keywords do not count).
     """
     if not inspect.isclass(obj):
         return _named_parameters(obj)[0]
-    accepted = []
+    accepted = {}
     for cls in obj.__mro__:
         if "__init__" not in vars(cls):
             continue
         if not cls.__module__.startswith("arcface_keras") and cls is not obj:
             break
-        names, forwards = _named_parameters(cls.__init__)
-        accepted += [name for name in names if name not in accepted]
+        named, forwards = _named_parameters(cls.__init__)
+        accepted.update({name: annotation for name, annotation in named.items() if name not in accepted})
         if not forwards:
             break
     return accepted
@@ -118,8 +137,9 @@ def accepted_keywords(obj):
 
 def _named_parameters(function):
     params = inspect.signature(function).parameters.values()
-    names = [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+    named = {p.name: typing.Any if p.annotation is p.empty else p.annotation for p in params
+             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
 BACKBONES = Registry("backbone", ["arcface_keras.backbones.resnet", "arcface_keras.backbones.mobilefacenet"])

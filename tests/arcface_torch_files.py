@@ -71,13 +71,13 @@ class _Storage:
 
 
 class _Tensor:
-    def __init__(self, storage):
-        self.storage = storage
+    def __init__(self, storage, layout=None):
+        self.storage, self.layout = storage, layout
 
     def __reduce__(self):
         a = self.storage.array
-        stride = tuple(s // a.itemsize for s in a.strides)
-        return _rebuild_tensor_v2, (self.storage, 0, a.shape, stride, False, collections.OrderedDict())
+        offset, size, stride = self.layout or (0, a.shape, tuple(s // a.itemsize for s in a.strides))
+        return _rebuild_tensor_v2, (self.storage, offset, size, stride, False, collections.OrderedDict())
 
 
 class _TorchPickler(pickle._Pickler):
@@ -93,9 +93,12 @@ class _TorchPickler(pickle._Pickler):
         return None
 
 
-def write_torch_zip(path, state_dict, archive="archive"):
+def write_torch_zip(path, state_dict, archive="archive", layouts=None):
+    """`layouts` {key: (storage offset, shape, strides)} replaces a tensor's own, as a damaged or hostile
+    file would (its storage stays the array's bytes)."""
     storages = [_Storage(str(i), np.array(v, order="C")) for i, v in enumerate(state_dict.values())]
-    data = collections.OrderedDict((k, _Tensor(s)) for k, s in zip(state_dict, storages))
+    layouts = layouts or {}
+    data = collections.OrderedDict((k, _Tensor(s, layouts.get(k))) for k, s in zip(state_dict, storages))
     buffer = io.BytesIO()
     _TorchPickler(buffer, protocol=2).dump(data)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:

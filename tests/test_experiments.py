@@ -50,6 +50,8 @@ def tiny_overrides(experiment, cache, work_dir):
         overrides.append("model.backbone.width=0.125")
     if experiment.model.pretrained:
         overrides.append(f"model.pretrained={tiny_pretrained(experiment.model.backbone, work_dir)}")
+    if experiment.train.lr_steps:  # the file's steps lie beyond the one epoch trained here
+        overrides.append("train.lr_steps=[0.5]")
     return overrides
 
 

@@ -13,6 +13,7 @@ flip, must be under 1e-4, or nothing is written). The tool prints the backbone s
 result with `--set model.pretrained=OUT`, e.g. {"type": "resnet50", "padding": "symmetric"}.
 """
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
@@ -22,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from arcface_keras.evaluation.verification import l2_normalize  # noqa: E402
+from arcface_keras.io import unwritable  # noqa: E402
 from arcface_keras.pretrained.weights import ARCHITECTURES  # noqa: E402
 
 # Float32 through 50-100 layers, two implementations summing in different orders: a few 1e-7 on
@@ -42,6 +44,11 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.out.suffix != ".keras":
         parser.error(f"--out {args.out}: expected a .keras file name")
+    problem = unwritable(args.out)
+    if problem:
+        parser.error(f"--out {problem}")
+    if args.weights.suffix.lower() == ".onnx" and importlib.util.find_spec("onnxruntime") is None:
+        parser.error(f"{args.weights}: an ONNX import is checked against onnxruntime: pip install onnxruntime")
     return args
 
 

@@ -1,12 +1,18 @@
 """Metric-learning heads: online triplet loss (batch-hard / semi-hard) and center loss."""
+import typing
+from typing import Annotated, Literal
+
 import keras
+from annotated_types import Ge, Interval, doc
 from keras import ops
 
 from arcface_keras.heads.base import Head
 from arcface_keras.heads.margin import as_float32
 from arcface_keras.registry import HEADS
 
-MINING = ("batch_hard", "semi_hard")
+Mining = Literal["batch_hard", "semi_hard"]
+MINING = typing.get_args(Mining)
+TripletMargin = Annotated[float, Interval(ge=0, le=4), doc("squared distances of unit vectors lie in [0, 4]")]
 FAR = 1e9  # stands in for "no such pair" in masked minima and maxima
 
 
@@ -90,7 +96,8 @@ class TripletHead(Head):
     must hold several images per identity (a P×K sampler) for positives to exist.
     """
 
-    def __init__(self, num_classes, margin=0.2, mining="batch_hard", squared=True, **kwargs):
+    def __init__(self, num_classes, margin: TripletMargin = 0.2, mining: Mining = "batch_hard", squared: bool = True,
+                 **kwargs):
         super().__init__(num_classes, **kwargs)
         if mining not in MINING:
             raise ValueError(f"triplet mining {mining!r} is not one of {', '.join(MINING)}")
@@ -118,7 +125,10 @@ class CenterLossHead(Head):
     moves by c_j ← c_j − α·Σ_{i: y_i=j}(c_j − x_i)/(1 + n_j) with α = `center_alpha`.
     """
 
-    def __init__(self, num_classes, base="softmax", center_weight=0.01, center_alpha=0.5, **kwargs):
+    def __init__(self, num_classes, base: typing.Union[str, dict] = "softmax",
+                 center_weight: Annotated[float, Ge(0), doc("lambda of Wen et al. 2016")] = 0.01,
+                 center_alpha: Annotated[float, Interval(ge=0, le=1), doc("Wen et al. 2016: alpha in [0, 1]")] = 0.5,
+                 **kwargs):
         super().__init__(num_classes, **kwargs)
         self.base = base
         self.center_weight, self.center_alpha = float(center_weight), float(center_alpha)
