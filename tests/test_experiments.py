@@ -66,7 +66,8 @@ def tiny_pretrained(backbone, work_dir):
     name, kwargs = split_spec(backbone)
     if name == "mobilefacenet":
         source = work_dir / "backbone.onnx"
-        state = random_mbf_state_dict(0.125, kwargs.get("blocks", (1, 4, 6, 2)), 16, kwargs.get("output", "GDC"), feature_hw=2)
+        blocks, output = kwargs.get("blocks", (1, 4, 6, 2)), kwargs.get("output", "GDC")
+        state = random_mbf_state_dict(0.125, blocks, 16, output, feature_hw=2)
         write_mbf_onnx(source, state, 32, fold_bn=True, fold_final=False)
     else:
         source = work_dir / "backbone.pth"

@@ -103,7 +103,8 @@ def test_malformed_files_fail_naming_the_tensor(files, tmp_path):
     with pytest.raises(ValueError, match=r"missing.onnx: BatchNormalization '\w+' input 4 "
                                          r"'layers.4.layers.1.layers.1.running_var' is not a constant$"):
         import_backbone(path, input_size=(SIZE, SIZE))
-    write_torch_zip(tmp_path / "missing.pth", {k: v for k, v in states["gdc"].items() if k != "layers.2.layers.1.layers.0.weight"})
+    missing_key = "layers.2.layers.1.layers.0.weight"
+    write_torch_zip(tmp_path / "missing.pth", {k: v for k, v in states["gdc"].items() if k != missing_key})
     with pytest.raises(ValueError, match=r"missing key 'layers.2.layers.1.layers.0.weight'$"):
         import_backbone(tmp_path / "missing.pth", input_size=(SIZE, SIZE))
 

@@ -36,7 +36,8 @@ def parse_args(argv):
     parser.add_argument("weights", type=pathlib.Path, help="arcface_torch backbone.pth (state dict) or .onnx file")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="the .keras backbone to write")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), help="the network (default: read from the file)")
-    parser.add_argument("--depth", type=int, choices=(18, 34, 50, 100), help="fail unless the IResNet weights have this depth")
+    parser.add_argument("--depth", type=int, choices=(18, 34, 50, 100),
+                        help="fail unless the IResNet weights have this depth")
     parser.add_argument("--width", type=float, help="fail unless the weights have this width (1.0: 64..512 channels)")
     parser.add_argument("--embedding-size", type=int, help="fail unless the weights have this embedding size")
     parser.add_argument("--input-size", type=int, default=112, help="square input size (a flattening fc needs 112)")
@@ -83,7 +84,8 @@ def main(argv=None):
         model, spec = import_backbone(args.weights, args.architecture, (args.input_size, args.input_size), **expected)
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    report = {"model": model.name, "backbone": spec, "parameters": int(model.count_params()), "embedding_size": int(model.output_shape[-1])}
+    report = {"model": model.name, "backbone": spec, "parameters": int(model.count_params()),
+              "embedding_size": int(model.output_shape[-1])}
     if args.weights.suffix.lower() == ".onnx":
         report["max_abs_difference"] = onnx_difference(model, args.weights, args.check_batch)
         print(f"onnxruntime vs keras: max |Δ| of normalised embeddings {report['max_abs_difference']:.2e}")
