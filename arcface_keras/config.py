@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import json
 import math
+import os
 import re
 import runpy
 import sys
@@ -422,12 +423,23 @@ def check_data(data, check_paths, pretrained=""):
                 raise MissingPathError(f"{key}={path!r}: no such file or directory")
         if data.train and (Path(data.train).expanduser() / MANIFEST).is_file():
             check_label_space(f"data.train={data.train!r}", Path(data.train).expanduser())
+        check_writable_folder("data.cache_dir", data.cache_dir)
     from arcface_keras.registry import AUGMENTATIONS
 
     try:  # each one built (its options checked), not the pipeline: nothing may start TensorFlow's runtime
         [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_writable_folder(key, path):
+    """A folder that exists or can be made (its nearest existing parent is a folder) and that this user can write."""
+    path = Path(path).expanduser()
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={str(path)!r}: expected a folder, and {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={str(path)!r}: expected a folder this user can write, and {existing} is read-only")
 
 
 def synthetic_settings(data):
