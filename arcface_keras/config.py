@@ -30,6 +30,7 @@ FOLDS = 10  # the verification protocol's folds (evaluation/verification.py)
 MIN_CLASSES = 2  # a classifier of one class has nothing to tell apart
 MANIFEST = "manifest.json"  # of a TFRecord folder (data/tfrecord.py)
 SYNTHETIC_SET = "synthetic"  # the verification set of held-out synthetic identities (data/prepare.py)
+PAIRS_TXT = "pairs.txt"  # what a verification folder holds (data/verification.py)
 
 
 def named(registry, default=None, default_factory=None):
@@ -402,7 +403,7 @@ def did_you_mean(value, choices):
 
 def check_data(data, check_paths, pretrained=""):
     """Where the images come from: exactly one of data.train and data.synthetic, paths that exist (the
-    pretrained backbone's too), a TFRecord folder of 2+ classes, augmentations that build."""
+    pretrained backbone's too), a TFRecord folder of 2+ classes, verification sets, augmentations that build."""
     if data.train and data.synthetic:
         raise ConfigError(f"data.train={data.train!r} and data.synthetic are both set: train on one of them "
                           "(--set data.train= or --set data.synthetic={})")
@@ -411,9 +412,7 @@ def check_data(data, check_paths, pretrained=""):
                           "or data.synthetic")
     if data.synthetic:
         synthetic_settings(data)
-        if SYNTHETIC_SET in data.val:
-            raise ConfigError(f"data.val.{SYNTHETIC_SET}={data.val[SYNTHETIC_SET]!r}: expected another name, "
-                              f"'{SYNTHETIC_SET}' names the held-out identities of data.synthetic")
+    check_val_sets(data, check_paths)
     if check_paths:
         named_paths = ([("data.train", data.train)] if data.train else []) + [
             (f"data.val.{name}", path) for name, path in data.val.items()] + (
@@ -430,6 +429,20 @@ def check_data(data, check_paths, pretrained=""):
         [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_val_sets(data, check_paths):
+    """Each of data.val names a path, and not the held-out synthetic set's name; a folder holds a pairs.txt."""
+    for name, path in data.val.items():
+        if not path.strip():
+            raise ConfigError(f"data.val.{name}='': expected a .bin, a {PAIRS_TXT} or a folder holding one")
+        if name == SYNTHETIC_SET and data.synthetic:
+            raise ConfigError(f"data.val.{name}={path!r}: expected another name, '{name}' names the held-out "
+                              "identities of data.synthetic")
+        folder = Path(path).expanduser()
+        if check_paths and folder.is_dir() and not (folder / PAIRS_TXT).is_file():
+            raise ConfigError(f"data.val.{name}={path!r}: a folder without {PAIRS_TXT}: expected a .bin, a "
+                              f"{PAIRS_TXT} or a folder holding one (tools/make_pairs.py makes it)")
 
 
 def check_writable_folder(key, path):
@@ -518,6 +531,9 @@ def check_best_metric(experiment):
     if metric not in valid:
         raise ConfigError(f"eval.best_metric={metric!r}: expected one of {', '.join(valid) or '(no verification set)'}"
                           + did_you_mean(metric, valid))
+    if not experiment.eval.every_steps:
+        raise ConfigError(f"eval.best_metric={metric!r} with eval.every_steps=0: expected eval.every_steps >= 1 (the "
+                          "best weights are chosen among the verifications during training)")
 
 
 def check_backend(train):

@@ -80,6 +80,8 @@ def test_experiment_file_errors(tmp_path):
     ("eval.best_metric=synthetic/acuracy", r"eval.best_metric='synthetic/acuracy': expected one of "
                                            r"synthetic/accuracy, .* \(did you mean 'synthetic/accuracy'\?\)"),
     ("eval.best_metric=lfw/accuracy", r"eval.best_metric='lfw/accuracy': expected one of synthetic/accuracy"),
+    ("eval.best_metric=synthetic/accuracy", r"^eval.best_metric='synthetic/accuracy' with eval.every_steps=0: expected "
+                                            r"eval.every_steps >= 1"),
     ("model.head.margin=0.3", r"model.head: head 'arcface' got unknown keyword 'margin'"),
     ("data.augment=['flip', 'blurr']", r"data.augment: unknown augmentation 'blurr'"),
     ("data.augment=[{'type': 'flip', 'p': 2}]", r"data.augment: augmentation 'flip' got p=2: expected float in "
@@ -89,6 +91,9 @@ def test_experiment_file_errors(tmp_path):
     ("data.synthetic={}", r"data.train is empty"),
     ("data.val.synthetic=/x/pairs.txt", r"^data.val.synthetic='/x/pairs.txt': expected another name, 'synthetic' names "
                                         r"the held-out identities of data.synthetic$"),
+    ("data.val.lfw=", r"^data.val.lfw='': expected a .bin, a pairs.txt or a folder holding one$"),
+    (f"data.val.lfw={ROOT / 'docs'}", r"^data.val.lfw='.*docs': a folder without pairs.txt: expected a .bin, a "
+                                      r"pairs.txt or a folder holding one \(tools/make_pairs.py makes it\)$"),
     ("log.wandb_project=team/faces", r"^log.wandb_project='team/faces': expected a name W&B accepts \(Invalid project "
                                      r"name 'team/faces': cannot contain characters"),
 ])
