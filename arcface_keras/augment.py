@@ -226,7 +226,15 @@ class RandomErasing(Augmentation):
         return tf.where(inside[..., None], fill, images)
 
 
-@AUGMENTATIONS.register("gaussian_blur")
+def blur_fits_image(keywords, experiment):
+    """The mirrored border (the kernel's radius) must be narrower than the image: tf.pad's REFLECT needs it."""
+    radius, size = keywords["kernel_size"] // 2, experiment.data.image_size if experiment else None
+    if size is not None and radius >= size:
+        raise ValueError(f"got kernel_size={keywords['kernel_size']!r} with data.image_size={size}: expected "
+                         f"kernel_size < {2 * size} (its mirrored border must be narrower than the image)")
+
+
+@AUGMENTATIONS.register("gaussian_blur", check=blur_fits_image)
 class GaussianBlur(Augmentation):
     """Gaussian blur, `kernel_size` taps (odd), standard deviation in pixels drawn per image from
     `sigma`; borders are mirrored, so that edges do not darken."""

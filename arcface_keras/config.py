@@ -3,13 +3,16 @@
 Every setting is checked once, when the experiment is loaded (`validate`), before any work: its
 type and range (its annotation, see arcface_keras/typecheck.py), a named choice against its
 `Literal` values or its registry (arcface_keras.registry, whose components declare their keywords'
-types and ranges the same way), the paths it names, and settings that contradict each other.
+types and ranges the same way, and check them against the other settings in their `check` hook),
+the paths it names, and settings that contradict each other. Values are what JSON holds (`plain`):
+the experiment is config.json.
 What `tools/run.py --check` accepts, the run accepts; nothing downstream re-checks.
 """
 import ast
 import dataclasses
 import json
 import math
+import os
 import re
 import runpy
 import sys
@@ -26,6 +29,8 @@ from arcface_keras.typecheck import mismatch
 FOLDS = 10  # the verification protocol's folds (evaluation/verification.py)
 MIN_CLASSES = 2  # a classifier of one class has nothing to tell apart
 MANIFEST = "manifest.json"  # of a TFRecord folder (data/tfrecord.py)
+SYNTHETIC_SET = "synthetic"  # the verification set of held-out synthetic identities (data/prepare.py)
+PAIRS_TXT = "pairs.txt"  # what a verification folder holds (data/verification.py)
 
 
 def named(registry, default=None, default_factory=None):
@@ -180,7 +185,7 @@ def load_experiment(path, overrides=(), check_paths=True):
 
 def apply_overrides(experiment, overrides):
     """Return a copy of `experiment` with each `a.b[.c]=value` applied, values coerced to the field's type."""
-    experiment = from_dict(experiment.to_dict())
+    experiment = from_dict(settings_of(experiment))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected section.key=value")
@@ -210,7 +215,7 @@ def set_key(experiment, key, raw):
         if not isinstance(container, dict):
             raise ConfigError(f"override {key}={raw!r}: {'.'.join(parts[:depth])} is not a dict (it is {container!r})")
         if depth == len(parts) - 1:
-            container[part] = literal(raw)
+            container[part] = plain(literal(raw), key)
         else:
             container = container.setdefault(part, {})
 
@@ -261,25 +266,62 @@ def coerce(raw, annotation, key):
     value = expected() if expected and not raw.strip() else literal(raw)  # `--set data.val=` empties it
     if expected and not isinstance(value, expected):
         raise ConfigError(f"override {key}={raw!r}: expected a {expected.__name__} literal")
-    return value
+    return plain(value, key)
 
 
 def from_dict(data):
-    """Rebuild an Experiment from `to_dict()` output (rejecting unknown keys)."""
+    """Rebuild an Experiment from `to_dict()` output (rejecting unknown keys); each value becomes what
+    JSON holds (see `plain`), so that config.json holds exactly the settings."""
     sections = {f.name: f.type for f in dataclasses.fields(Experiment)}
     kwargs = {}
     for name, value in data.items():
         if name not in sections:
             raise ConfigError(f"unknown section {name!r}; valid: {', '.join(sections)}")
         if name == "name":
-            kwargs[name] = value
+            kwargs[name] = plain(value, name)
             continue
         cls = globals()[sections[name]] if isinstance(sections[name], str) else sections[name]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}={value!r}: expected a {cls.__name__} (or a dict of its settings)")
         valid = [f.name for f in dataclasses.fields(cls)]
         for key in value:
             _pick({k: True for k in valid}, key, f"key of {name}", valid, prefix=name + ".")
-        kwargs[name] = cls(**json.loads(json.dumps(value)))
+        kwargs[name] = cls(**plain(value, name))
     return Experiment(**kwargs)
+
+
+def settings_of(experiment):
+    """{section: {key: value}} of an Experiment, shallow (`from_dict` copies the values, and refuses what JSON
+    cannot hold naming it, where `to_dict` would fail on a value it cannot deep-copy)."""
+    return {f.name: _fields_of(getattr(experiment, f.name)) for f in dataclasses.fields(Experiment)}
+
+
+def _fields_of(section):
+    if dataclasses.is_dataclass(section):
+        return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    return section  # the name, or a section that is not its dataclass (from_dict says so)
+
+
+def plain(value, key):
+    """`value` as JSON holds it: a tuple becomes a list (config.json writes one), a subclass of int, float or
+    str its base type (as json.dumps writes it); anything else (a set, a numpy scalar, a path) is refused
+    naming `key`. The copy shares nothing with `value`."""
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, (list, tuple)):
+        return [plain(item, f"{key}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        wrong = [k for k in value if not isinstance(k, str)]
+        if wrong:
+            raise ConfigError(f"{key}: key {wrong[0]!r} ({type(wrong[0]).__name__}): expected text keys")
+        return {k: plain(item, f"{key}.{k}") for k, item in value.items()}
+    kind = type(value)
+    where = "" if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}."
+    raise ConfigError(f"{key}={value!r}: expected a value JSON can hold (text, a number, true/false, None, or a list "
+                      f"or dict of them), got {where}{kind.__name__}")
 
 
 def dump(experiment, path):
@@ -299,17 +341,15 @@ def validate(experiment, check_paths=True):
     `check_paths=False` leaves out whether the data exists (to read the settings of a file whose data
     is elsewhere)."""
     check_name(experiment.name)
-    for section in dataclasses.fields(Experiment):
-        if section.name == "name":
-            continue
-        values = getattr(experiment, section.name)
-        for f in dataclasses.fields(values):
-            check_field(f"{section.name}.{f.name}", getattr(values, f.name), f)
+    for key, value, f in sectioned_settings(experiment):
+        check_field(key, value, f)
+    check_components(experiment)
     check_data(experiment.data, check_paths, experiment.model.pretrained)
     check_sampler(experiment.data, experiment.train)
     check_lr_steps(experiment.train)
     check_best_metric(experiment)
     check_backend(experiment.train)
+    check_wandb_project(experiment.log)
 
 
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")  # POSIX's portable file name characters
@@ -322,22 +362,36 @@ def check_name(name):
                           "not starting with '.' or '-' (it names the run directory inside log.work_dir)")
 
 
+def sectioned_settings(experiment):
+    """(key, value, dataclasses.Field) of every setting in a section: ("train.lr", 0.1, Train's field lr), …"""
+    for section in dataclasses.fields(Experiment):
+        if section.name != "name":
+            values = getattr(experiment, section.name)
+            yield from ((f"{section.name}.{f.name}", getattr(values, f.name), f) for f in dataclasses.fields(values))
+
+
 def check_field(key, value, f):
-    """One setting against its annotation (type, range or a Literal's values) and its registry."""
+    """One setting against its annotation (type, range or a Literal's values)."""
     wrong = mismatch(value, f.type)
     if wrong:
         raise ConfigError(f"{key}={value!r}: {wrong}" + did_you_mean(value, wrong.choices))
-    if "registry" in f.metadata:
-        check_registered(key, value, f.metadata["registry"])
 
 
-def check_registered(key, value, registry_name):
+def check_components(experiment):
+    """Each setting naming registered components: the names, their keywords, and each entry's own `check`
+    against the other settings (registry.py), once every setting has its type and range."""
+    for key, value, f in sectioned_settings(experiment):
+        if "registry" in f.metadata:
+            check_registered(key, value, f.metadata["registry"], experiment)
+
+
+def check_registered(key, value, registry_name, experiment=None):
     from arcface_keras import registry
 
     specs = value if isinstance(value, list) else [value]
     for spec in specs:
         try:
-            getattr(registry, registry_name).check(spec)
+            getattr(registry, registry_name).check(spec, experiment)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{key}: {exc.args[0]}") from None
 
@@ -349,7 +403,7 @@ def did_you_mean(value, choices):
 
 def check_data(data, check_paths, pretrained=""):
     """Where the images come from: exactly one of data.train and data.synthetic, paths that exist (the
-    pretrained backbone's too), a TFRecord folder of 2+ classes, augmentations that build."""
+    pretrained backbone's too), a TFRecord folder of 2+ classes, verification sets, augmentations that build."""
     if data.train and data.synthetic:
         raise ConfigError(f"data.train={data.train!r} and data.synthetic are both set: train on one of them "
                           "(--set data.train= or --set data.synthetic={})")
@@ -358,6 +412,7 @@ def check_data(data, check_paths, pretrained=""):
                           "or data.synthetic")
     if data.synthetic:
         synthetic_settings(data)
+    check_val_sets(data, check_paths)
     if check_paths:
         named_paths = ([("data.train", data.train)] if data.train else []) + [
             (f"data.val.{name}", path) for name, path in data.val.items()] + (
@@ -367,12 +422,37 @@ def check_data(data, check_paths, pretrained=""):
                 raise MissingPathError(f"{key}={path!r}: no such file or directory")
         if data.train and (Path(data.train).expanduser() / MANIFEST).is_file():
             check_label_space(f"data.train={data.train!r}", Path(data.train).expanduser())
+        check_writable_folder("data.cache_dir", data.cache_dir)
     from arcface_keras.registry import AUGMENTATIONS
 
     try:  # each one built (its options checked), not the pipeline: nothing may start TensorFlow's runtime
         [AUGMENTATIONS.build(spec) for spec in data.augment]  # before a multi-worker strategy is made
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"data.augment: {exc.args[0]}") from None
+
+
+def check_val_sets(data, check_paths):
+    """Each of data.val names a path, and not the held-out synthetic set's name; a folder holds a pairs.txt."""
+    for name, path in data.val.items():
+        if not path.strip():
+            raise ConfigError(f"data.val.{name}='': expected a .bin, a {PAIRS_TXT} or a folder holding one")
+        if name == SYNTHETIC_SET and data.synthetic:
+            raise ConfigError(f"data.val.{name}={path!r}: expected another name, '{name}' names the held-out "
+                              "identities of data.synthetic")
+        folder = Path(path).expanduser()
+        if check_paths and folder.is_dir() and not (folder / PAIRS_TXT).is_file():
+            raise ConfigError(f"data.val.{name}={path!r}: a folder without {PAIRS_TXT}: expected a .bin, a "
+                              f"{PAIRS_TXT} or a folder holding one (tools/make_pairs.py makes it)")
+
+
+def check_writable_folder(key, path):
+    """A folder that exists or can be made (its nearest existing parent is a folder) and that this user can write."""
+    path = Path(path).expanduser()
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={str(path)!r}: expected a folder, and {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={str(path)!r}: expected a folder this user can write, and {existing} is read-only")
 
 
 def synthetic_settings(data):
@@ -418,10 +498,18 @@ def check_label_space(key, folder):
 
 
 def check_sampler(data, train):
-    """The "pk" sampler fills each replica's batch with whole groups of K images of one identity."""
-    if data.sampler == "pk" and train.batch_size % data.images_per_identity:
+    """The "pk" sampler fills each replica's batch with whole groups of K images of one identity, which
+    synthetic identities (whose images are counted in the settings) must have."""
+    if data.sampler != "pk":
+        return
+    if train.batch_size % data.images_per_identity:
         raise ConfigError(f"data.sampler='pk': train.batch_size={train.batch_size} is not a multiple of "
                           f"data.images_per_identity={data.images_per_identity}")
+    images = Synthetic(**data.synthetic).images if data.synthetic else None
+    if images is not None and data.images_per_identity > images:
+        raise ConfigError(f"data.sampler='pk': data.images_per_identity={data.images_per_identity} with "
+                          f"data.synthetic.images={images}: expected at most {images} (a group of K images of one "
+                          "identity would repeat images)")
 
 
 def check_lr_steps(train):
@@ -438,11 +526,14 @@ def check_best_metric(experiment):
     metric = experiment.eval.best_metric
     if not metric:
         return
-    sets = sorted(experiment.data.val) + (["synthetic"] if experiment.data.synthetic else [])
+    sets = sorted(experiment.data.val) + ([SYNTHETIC_SET] if experiment.data.synthetic else [])
     valid = [f"{name}/{key}" for name in sets for key in BEST_METRICS]
     if metric not in valid:
         raise ConfigError(f"eval.best_metric={metric!r}: expected one of {', '.join(valid) or '(no verification set)'}"
                           + did_you_mean(metric, valid))
+    if not experiment.eval.every_steps:
+        raise ConfigError(f"eval.best_metric={metric!r} with eval.every_steps=0: expected eval.every_steps >= 1 (the "
+                          "best weights are chosen among the verifications during training)")
 
 
 def check_backend(train):
@@ -455,3 +546,16 @@ def check_backend(train):
     if train.strategy == "multi_worker" and keras.backend.backend() == "jax":
         raise ConfigError("train.strategy='multi_worker': needs the TensorFlow backend (tf.distribute); "
                           "on JAX use 'auto' or 'mirrored' (the local devices)")
+
+
+def check_wandb_project(log):
+    """A project name W&B accepts (its own rule: up to 128 characters, none of / \\ # ? % :), unless W&B is off."""
+    if log.wandb == "disabled":
+        return
+    import wandb
+
+    try:
+        wandb.Settings(project=log.wandb_project)
+    except (wandb.errors.UsageError, ValueError) as exc:
+        raise ConfigError(f"log.wandb_project={log.wandb_project!r}: expected a name W&B accepts "
+                          f"({str(exc).splitlines()[0]})") from None

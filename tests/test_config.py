@@ -80,6 +80,8 @@ def test_experiment_file_errors(tmp_path):
     ("eval.best_metric=synthetic/acuracy", r"eval.best_metric='synthetic/acuracy': expected one of "
                                            r"synthetic/accuracy, .* \(did you mean 'synthetic/accuracy'\?\)"),
     ("eval.best_metric=lfw/accuracy", r"eval.best_metric='lfw/accuracy': expected one of synthetic/accuracy"),
+    ("eval.best_metric=synthetic/accuracy", r"^eval.best_metric='synthetic/accuracy' with eval.every_steps=0: expected "
+                                            r"eval.every_steps >= 1"),
     ("model.head.margin=0.3", r"model.head: head 'arcface' got unknown keyword 'margin'"),
     ("data.augment=['flip', 'blurr']", r"data.augment: unknown augmentation 'blurr'"),
     ("data.augment=[{'type': 'flip', 'p': 2}]", r"data.augment: augmentation 'flip' got p=2: expected float in "
@@ -87,6 +89,13 @@ def test_experiment_file_errors(tmp_path):
     ("data.synthetic.identitys=3", r"data.synthetic: unknown key 'identitys'"),
     ("data.train=/somewhere", r"data.train='/somewhere' and data.synthetic are both set"),
     ("data.synthetic={}", r"data.train is empty"),
+    ("data.val.synthetic=/x/pairs.txt", r"^data.val.synthetic='/x/pairs.txt': expected another name, 'synthetic' names "
+                                        r"the held-out identities of data.synthetic$"),
+    ("data.val.lfw=", r"^data.val.lfw='': expected a .bin, a pairs.txt or a folder holding one$"),
+    (f"data.val.lfw={ROOT / 'docs'}", r"^data.val.lfw='.*docs': a folder without pairs.txt: expected a .bin, a "
+                                      r"pairs.txt or a folder holding one \(tools/make_pairs.py makes it\)$"),
+    ("log.wandb_project=team/faces", r"^log.wandb_project='team/faces': expected a name W&B accepts \(Invalid project "
+                                     r"name 'team/faces': cannot contain characters"),
 ])
 def test_every_named_choice_is_checked_at_load(repo_root, override, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -146,9 +155,10 @@ def test_a_bad_setting_writes_nothing(repo_root, tmp_path):
 STRING_RULES = {  # what is out of range for a text setting
     "name": "../escape", "data.train": "/no/such/folder", "model.pretrained": "/no/such.keras",
     "eval.best_metric": "nowhere/accuracy", "data.val": {"lfw": "/no/such/lfw.bin"}, "data.synthetic": {"idents": 3},
+    "log.wandb_project": "a" * 129, "data.cache_dir": str(ROOT / "README.md" / "cache"),
 }
-FREE_TEXT = {"data.cache_dir", "log.work_dir", "log.wandb_project"}  # any text names a folder or a W&B project
-ENGINE_SUPPLIED = {"num_classes", "input_shape", "embedding_size"}  # component keywords the engine fills in
+FREE_TEXT = {"log.work_dir"}  # any text names a folder
+ENGINE_SUPPLIED = set(registry.BACKBONES.supplied) | set(registry.HEADS.supplied)  # refused in a spec (tested below)
 
 
 def settings():
@@ -338,3 +348,109 @@ def test_held_out_synthetic_identities_give_the_pairs_asked_for(demo, tmp_path):
     with pytest.raises(ValueError, match="only 2 distinct pairs exist, 3 requested"):
         make_pairs(tmp_path, num_pairs=60)
     refused_in_one_line(with_value(demo, "data.synthetic", {**demo.data.synthetic, "val_identities": 19}), "val_identities")
+
+
+# ---------------------------------------------------------------- what the engine fills in, nested specs, constraints
+
+
+def supplied_keywords():
+    """(setting, registered name, keyword, where it comes from) of every shipped entry taking a keyword the engine
+    fills in (training/model.build_face_model gives a backbone its input shape and embedding size, a head its classes)."""
+    for key, entries in (("model.backbone", registry.BACKBONES), ("model.head", registry.HEADS)):
+        for name in entries.names():
+            for keyword in set(entries.supplied) & set(registry.accepted_keywords(entries.get(name))):
+                yield key, name, keyword, entries.supplied[keyword]
+
+
+def test_keywords_the_engine_fills_in_are_refused_naming_the_setting_to_use(demo):
+    walked = set()
+    for key, name, keyword, source in supplied_keywords():
+        value = (56, 56, 3) if keyword == "input_shape" else 64
+        message = refused_in_one_line(with_value(demo, key, {"type": name, keyword: value}), key)
+        assert message == (f"{key}: {key.split('.')[1]} {name!r} got {keyword}={value!r}: expected no {keyword}, "
+                           f"the engine sets it from {source}")
+        walked.add(keyword)
+    assert walked == {"input_shape", "embedding_size", "num_classes"}
+    assert "model.embedding_size (set that instead)" in refused_in_one_line(
+        apply_overrides(demo, ["model.backbone.embedding_size=64"]), "model.backbone")
+
+
+@pytest.mark.parametrize("base, message", [
+    ("nosuch", r"head 'center' got base='nosuch': unknown head 'nosuch'; registered: adaface, .*"),
+    ({"type": "arcface", "m": 5}, r"head 'center' got base=\{.*\}: head 'arcface' got m=5: expected float in \[0, "),
+    ({"type": "softmax", "num_classes": 3}, r"head 'center' got base=\{.*\}: head 'softmax' got num_classes=3: "
+                                            r"expected no num_classes, the engine sets it from the training data"),
+    ({"type": "center", "base": {"type": "cosface", "margin": 0.2}}, r"head 'center' got base=.*: head 'center' got "
+                                                                     r"base=.*: head 'cosface' got unknown keyword"),
+    ("triplet", r"head 'center' got base='triplet': head 'triplet' with data.sampler='random': expected data.sampler"),
+])
+def test_the_center_heads_base_is_checked_as_a_head(demo, base, message):
+    with pytest.raises(ConfigError, match=r"^model.head: " + message) as err:
+        validate(with_value(demo, "model.head", {"type": "center", "base": base}))
+    assert "\n" not in str(err.value)
+
+
+def test_a_center_head_inside_a_center_head_is_accepted(demo):
+    """Each adds its own centres and loss (a training step of one is in test_heads)."""
+    validate(with_value(demo, "model.head", {"type": "center", "base": {"type": "center", "base": "arcface"}}))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.backbone={'type': 'resnet18', 'output': 'GDC', 'dropout': 0.2}"],
+     r"^model.backbone: backbone 'resnet18' got dropout=0.2 with output='GDC': expected dropout=0 with output 'GDC'"),
+    (["data.augment=[{'type': 'gaussian_blur', 'kernel_size': 113}]"],
+     r"^data.augment: augmentation 'gaussian_blur' got kernel_size=113 with data.image_size=56: expected "
+     r"kernel_size < 112 \(its mirrored border must be narrower than the image\)$"),
+    (["model.head={'type': 'triplet', 'squared': False, 'margin': 2.5}", "data.sampler=pk"],
+     r"^model.head: head 'triplet' got margin=2.5 with squared=False: expected margin in \[0, 2\] \(plain distances"),
+    (["model.head=triplet"], r"^model.head: head 'triplet' with data.sampler='random': expected data.sampler='pk'"),
+    (["model.head=triplet", "data.sampler=pk", "data.images_per_identity=16", "train.batch_size=16"],
+     r"^model.head: head 'triplet' with train.batch_size=16 and data.images_per_identity=16: expected a batch of 2 "
+     r"identities or more \(batch_size >= 32\)"),
+    (["data.sampler=pk", "data.images_per_identity=32", "data.synthetic.images=16"],
+     r"^data.sampler='pk': data.images_per_identity=32 with data.synthetic.images=16: expected at most 16"),
+])
+def test_constraints_between_keywords_and_settings_are_checked_at_load(repo_root, overrides, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_experiment(repo_root / DEMO, overrides)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.backbone={'type': 'resnet18', 'output': 'E', 'dropout': 0.2}"],
+    ["data.augment=[{'type': 'gaussian_blur', 'kernel_size': 111}]"],
+    ["model.head={'type': 'triplet', 'squared': False, 'margin': 2.0}", "data.sampler=pk"],
+    ["model.head={'type': 'triplet', 'margin': 4.0}", "data.sampler=pk", "data.images_per_identity=16",
+     "data.synthetic.images=16", "train.batch_size=32"],
+])
+def test_the_edges_of_those_constraints_are_accepted(repo_root, overrides):
+    load_experiment(repo_root / DEMO, overrides)
+
+
+# ---------------------------------------------------------------- values JSON cannot hold
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("data", "augment", lambda np: [{"type": "flip", "p": np.float32(0.5)}],
+     r"^data.augment\[0\].p=np.float32\(0.5\): expected a value JSON can hold .*, got numpy.float32$"),
+    ("model", "head", lambda np: {"type": "arcface", "m": {0.5}}, r"^model.head.m=\{0.5\}: expected .*, got set$"),
+    ("data", "train", lambda np: Path("/x"), r"^data.train=PosixPath\('/x'\): expected .*, got pathlib.PosixPath$"),
+    ("data", "val", lambda np: {1: "/x/pairs.txt"}, r"^data.val: key 1 \(int\): expected text keys$"),
+])
+def test_a_value_json_cannot_hold_is_refused_naming_its_key(section, key, value, message):
+    import numpy as np
+
+    experiment = Experiment(data=Data(synthetic={"identities": 4}))
+    setattr(getattr(experiment, section), key, value(np))
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(experiment, [])
+
+
+def test_tuples_become_lists_as_config_json_holds_them(tmp_path):
+    spec = {"type": "color_jitter", "saturation": (0.5, 1.5)}
+    experiment = apply_overrides(Experiment(data=Data(synthetic={"identities": 4}, augment=[spec])), [])
+    assert experiment.data.augment == [{"type": "color_jitter", "saturation": [0.5, 1.5]}] and spec["saturation"] == (0.5, 1.5)
+    validate(experiment)
+    dump(experiment, tmp_path / "config.json")
+    assert from_dict(json.loads((tmp_path / "config.json").read_text())) == experiment
+    assert apply_overrides(experiment, ["model.head={'type': 'cosface', 'extra': (1, 2)}"]).model.head["extra"] == [1, 2]

@@ -76,8 +76,10 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
         raise ValueError(f"{name}: padding must be one of {PADDINGS}, got {padding!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
-    if dropout and output != "E":
-        raise ValueError(f"{name}: dropout applies to output 'E' only, got output={output!r} with dropout={dropout!r}")
+    try:
+        dropout_needs_output_e({"dropout": dropout, "output": output})
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = conv_bn(inputs, channels(STAGE_CHANNELS[0], width), 3, "stem")
@@ -92,6 +94,13 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
     return keras.Model(inputs, outputs, name=name)
 
 
+def dropout_needs_output_e(keywords, experiment=None):
+    """Dropout is a layer of output "E" only: "GDC" has none, so a dropout there would do nothing."""
+    if keywords["dropout"] and keywords["output"] != "E":
+        raise ValueError(f"got dropout={keywords['dropout']!r} with output={keywords['output']!r}: expected "
+                         "dropout=0 with output 'GDC' (it has no dropout layer), or output 'E'")
+
+
 def _register(depth):
     def build(input_shape: InputShape = (112, 112, 3), embedding_size: EmbeddingSize = 512, dropout: Dropout = 0.0,
               se: bool = False, output: Output = "E", width: Width = 1.0, padding: Padding = "same"):
@@ -99,7 +108,7 @@ def _register(depth):
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"
     build.__doc__ = f"IResNet-{depth}; see `iresnet`."
-    return BACKBONES.register(f"resnet{depth}")(build)
+    return BACKBONES.register(f"resnet{depth}", check=dropout_needs_output_e)(build)
 
 
 resnet18, resnet34, resnet50, resnet100 = (_register(depth) for depth in DEPTHS)

@@ -3,7 +3,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from arcface_keras.config import FOLDS, ConfigError, check_label_space, synthetic_settings
+from arcface_keras.config import FOLDS, SYNTHETIC_SET, ConfigError, check_label_space, synthetic_settings
 from arcface_keras.data.tfrecord import MANIFEST
 
 
@@ -91,7 +91,7 @@ def validation_sets(data):
     """{name: path} of every verification set: `data.val` plus held-out synthetic identities."""
     sets = {name: str(Path(path).expanduser()) for name, path in data.val.items()}
     if data.synthetic:
-        sets["synthetic"] = str(synthetic_pairs(data))
+        sets[SYNTHETIC_SET] = str(synthetic_pairs(data))
     return sets
 
 

@@ -13,6 +13,7 @@ from arcface_keras.registry import HEADS
 Mining = Literal["batch_hard", "semi_hard"]
 MINING = typing.get_args(Mining)
 TripletMargin = Annotated[float, Interval(ge=0, le=4), doc("squared distances of unit vectors lie in [0, 4]")]
+PLAIN_MARGIN_MAX = 2.0  # plain distances of unit vectors lie in [0, 2]: d_an - d_ap never exceeds 2
 FAR = 1e9  # stands in for "no such pair" in masked minima and maxima
 
 
@@ -86,8 +87,25 @@ class TripletLoss(keras.losses.Loss):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "squared": self.squared}
 
 
+def triplet_fits_distances_and_batches(keywords, experiment):
+    """A margin that a triplet can meet at its distance (squared in [0, 4], plain in [0, 2]); P x K batches."""
+    if not keywords["squared"] and keywords["margin"] > PLAIN_MARGIN_MAX:
+        raise ValueError(f"got margin={keywords['margin']!r} with squared=False: expected margin in [0, "
+                         f"{PLAIN_MARGIN_MAX:g}] (plain distances of unit vectors lie in [0, 2])")
+    if experiment is None:
+        return
+    data, batch = experiment.data, experiment.train.batch_size
+    if data.sampler != "pk":
+        raise ValueError(f"with data.sampler={data.sampler!r}: expected data.sampler='pk' (P identities x K images a "
+                         "batch: in random batches an anchor seldom has a positive, and then no loss)")
+    if batch < 2 * data.images_per_identity:
+        raise ValueError(f"with train.batch_size={batch} and data.images_per_identity={data.images_per_identity}: "
+                         f"expected a batch of 2 identities or more (batch_size >= {2 * data.images_per_identity}): "
+                         "in a batch of one identity no anchor has a negative")
+
+
 @keras.saving.register_keras_serializable(package="arcface_keras")
-@HEADS.register("triplet")
+@HEADS.register("triplet", check=triplet_fits_distances_and_batches)
 class TripletHead(Head):
     """Returns float32 L2-normalised embeddings; trained with `TripletLoss`.
 
@@ -114,8 +132,16 @@ class TripletHead(Head):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "squared": self.squared}
 
 
+def base_is_a_head(keywords, experiment):
+    """`base` is a head spec, checked as model.head is (a `center` inside works: each adds its own centres)."""
+    try:
+        HEADS.check(keywords["base"], experiment)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"got base={keywords['base']!r}: {exc.args[0]}") from None
+
+
 @keras.saving.register_keras_serializable(package="arcface_keras")
-@HEADS.register("center")
+@HEADS.register("center", check=base_is_a_head)
 class CenterLossHead(Head):
     """A classification head (`base`, any registered head spec) plus Wen et al. 2016's center loss.
 
