@@ -334,21 +334,6 @@ def test_signals_stop_a_mirrored_run_that_resumes_exactly(tmp_path):
     assert_same_arrays(run_dir, checkpoint_arrays(tmp_path / "straight" / "demo_synth_mfn_arc"))
 
 
-def test_a_work_dir_that_is_a_file_or_not_writable_is_refused_at_load(tmp_path, repo_root, monkeypatch):
-    monkeypatch.chdir(repo_root)
-    from tools import run as run_tool
-
-    a_file = tmp_path / "runs"
-    a_file.write_text("not a directory")
-    with pytest.raises(SystemExit, match=rf"^error: log.work_dir='{a_file}': {a_file} is a file, not a directory$"):
-        run_tool.main([DEMO, "--check", "--set", f"log.work_dir={a_file}"])
-    if os.geteuid() != 0:  # root writes wherever the permissions say
-        read_only = tmp_path / "read-only"
-        read_only.mkdir(mode=0o555)
-        with pytest.raises(SystemExit, match=rf"{read_only} is not writable"):
-            run_tool.main([DEMO, "--check", "--set", f"log.work_dir={read_only / 'runs'}"])
-
-
 def test_a_fresh_interpreter_loads_a_saved_embedder_after_import_arcface_keras(tmp_path, repo_root):
     """The README's Python use: `import arcface_keras`, load the embedder with Keras, embed two crops, compare."""
     from arcface_keras.training.model import build_face_model
@@ -389,3 +374,17 @@ def test_a_resumed_run_keeps_the_best_verification_it_had(tmp_path):
     assert VerificationCallback(None, 4, log, "lfw/accuracy", tmp_path / "best.weights.h5").best == 0.83
     assert VerificationCallback(None, 4, log, "", tmp_path / "best.weights.h5").best is None
     assert VerificationCallback(None, 4, tmp_path / "none.csv", "lfw/accuracy").best is None
+
+
+def test_a_batch_larger_than_the_data_set_is_said_in_one_line(tmp_path, capsys):
+    from arcface_keras.config import Data, Experiment, Train
+    from arcface_keras.data.tfrecord import write_shards
+    from arcface_keras.training.engine import plan_training
+
+    write_shards([(b"x%d" % i, i % 2) for i in range(12)], tmp_path / "set", 2, {"num_classes": 2})
+    data = Data(train=str(tmp_path / "set"), cache_dir=str(tmp_path / "cache"))
+    plan_training(Experiment(data=data, train=Train(batch_size=12)), None)
+    assert capsys.readouterr().err == ""
+    assert plan_training(Experiment(data=data, train=Train(batch_size=64)), None).global_batch == 64
+    assert capsys.readouterr().err == ("[arcface_keras] warning: the global batch of 64 is larger than the 12 "
+                                       "training images: every batch repeats images\n")

@@ -76,8 +76,8 @@ def run_variant(experiment, command):
     keras.backend.clear_session()
     try:
         result = engine.run(experiment, command=command)
-    except run_dir.RunError as exc:
-        sys.exit(f"error: {exc}")
+    except (ConfigError, run_dir.RunError) as exc:
+        sys.exit(f"error: {exc.args[0]}")
     except stop.Stopped as stopped:
         print(stopped, file=sys.stderr, flush=True)
         sys.exit(stopped.exit_code)

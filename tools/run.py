@@ -60,18 +60,26 @@ def main(argv=None):
         experiment.name = sweep.agent_run_name(experiment.name, os.environ)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
-    if args.check:
+    if args.check:  # what engine.run checks before any work, then the resolved settings
         import json
 
+        from arcface_keras.data.prepare import check_val_bins
+
+        try:
+            check_val_bins(experiment.data.val)
+        except ConfigError as exc:
+            sys.exit(f"error: {exc.args[0]}")
         print(json.dumps(experiment.to_dict(), indent=2))
         return None
     from arcface_keras.training import engine, run_dir, stop
 
     command = [sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv]
+    # settings only the data or the model can refute (one identity in data.train, model.pretrained not the same
+    # network) fail as they would have at load; a rerun refused, a run in use and a full disk are one line too
     try:
         result = engine.run(experiment, command=command, allow_changes=args.allow_changes)
-    except run_dir.RunError as exc:
-        sys.exit(f"error: {exc}")
+    except (ConfigError, run_dir.RunError) as exc:
+        sys.exit(f"error: {exc.args[0]}")
     except stop.Stopped as stopped:
         print(stopped, file=sys.stderr, flush=True)
         sys.exit(stopped.exit_code)

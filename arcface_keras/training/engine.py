@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 import uuid
 import warnings
@@ -51,6 +52,7 @@ def run(experiment, command=None, allow_changes=False):
     before afterwards.
     """
     config_lib.validate(experiment)
+    prepare.check_val_bins(experiment.data.val)
     backend = keras.backend.backend()
     choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
@@ -94,7 +96,7 @@ def train_in(experiment, work_dir, command, choice, strategy, stopper, allow_cha
               f"from {work_dir / 'eval_report.json'} (raise train.epochs to train on)", flush=True)
         return stored
     evaluator = Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size, experiment.eval.flip)
-    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)
+    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)  # model.pretrained checked
     start = restore(model, work_dir, resume)
     chief = is_chief(strategy)
     if chief:  # only now: settings that do not build, or a checkpoint that does not fit, leave the run as it was
@@ -198,9 +200,13 @@ def plan_training(experiment, strategy):
 
     folder = prepare.training_folder(experiment.data)
     manifest = read_manifest(folder)
-    return TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
+    plan = TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
                         len(manifest["shards"]), distribute.num_replicas(strategy), distribute.num_workers(strategy),
                         strategy)
+    if plan.global_batch > plan.num_images:
+        print(f"[arcface_keras] warning: the global batch of {plan.global_batch} is larger than the "
+              f"{plan.num_images} training images: every batch repeats images", file=sys.stderr, flush=True)
+    return plan
 
 
 def finished_result(work_dir, plan, resume):
