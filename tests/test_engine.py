@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -120,7 +121,7 @@ def assert_same_arrays(run_dir, reference):
     assert not different, f"{len(different)} arrays differ, e.g. {different[:3]}"
 
 
-def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_path, monkeypatch):
+def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_path, monkeypatch, capsys):
     """kill -9 mid-epoch, rerun: every weight and optimizer slot equals the uninterrupted run's, bit for bit.
 
     7 steps per epoch, checkpoints every 3: a kill after step 9 resumes inside the second epoch, so
@@ -137,11 +138,10 @@ def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_p
     from tools import run as run_tool
 
     command = [sys.executable, "tools/run.py", *run_args(overrides + [f"log.work_dir={tmp_path / 'killed'}"])]
-    env = process_env()
     run_dir = tmp_path / "killed" / "demo_synth_mfn_arc"
     latest = run_dir / "checkpoints" / "latest.json"
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    proc = subprocess.Popen(command, cwd=ROOT, env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600  # as the Training watchdog: a loaded machine is slow, not wrong
     while time.time() < deadline and proc.poll() is None:
         if latest.is_file() and json.loads(latest.read_text())["step"] >= 9:
             break
@@ -152,9 +152,9 @@ def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_p
     assert 9 <= reached < 14, reached
     assert json.loads((run_dir / "run.lock").read_text())["pid"] == proc.pid  # left behind by the kill
 
-    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
-    assert f"resuming at step {reached}" in second.stdout
+    capsys.readouterr()
+    run_tool.main(command[2:])  # resumed in this process: no second TensorFlow start-up
+    assert f"resuming at step {reached}" in capsys.readouterr().out
     assert_same_arrays(run_dir, reference)
     assert not (run_dir / "run.lock").exists()
 
@@ -244,10 +244,12 @@ def latest_step(run_dir):
     return json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
 
 
-def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_path, monkeypatch):
+def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_path, monkeypatch, capsys):
     """SIGTERM, a full disk and SIGINT in turn, each time rerun with the same command: the run ends with every
     array of its final checkpoint equal to the uninterrupted run's. Checkpoints only at the end of a fit
     (train.save_steps=0, a key free to differ from the reference's), so that a signal's checkpoint is its own.
+    The signals go to tools/run.py processes; the reruns between them run in this process (no TensorFlow
+    start-up each), the full disk as RLIMIT_FSIZE (`ulimit -f`; Python ignores SIGXFSZ, so writes fail EFBIG).
 
     On the way: a rerun with other settings is refused in one line and writes nothing (also when allowed, as
     the checkpoint does not fit); a second process on the run is refused in one line naming the holder;
@@ -256,6 +258,8 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
     overrides, _, reference = resumable
     command = [sys.executable, "tools/run.py", *run_args(overrides + [f"log.work_dir={tmp_path}", "train.save_steps=0"])]
     run_dir = tmp_path / "demo_synth_mfn_arc"
+    monkeypatch.chdir(ROOT)
+    from tools import run as run_tool
 
     first = Training(command, tmp_path / "first.err")
     first.wait_for_step(2)
@@ -263,23 +267,25 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
     assert term == latest_step(run_dir) < 14
 
     before = file_states(run_dir)
-    other = subprocess.run(command + ["--set", "model.embedding_size=64"], cwd=ROOT, env=process_env(),
-                           capture_output=True, text=True, timeout=300)
-    assert other.returncode == 1 and len(other.stderr.strip().splitlines()) == 1, other.stderr[-2000:]
-    assert other.stderr.startswith(f"error: {run_dir} was trained with other settings: model.embedding_size 16 → 64;")
-    monkeypatch.chdir(ROOT)
-    from tools import run as run_tool
-
+    with pytest.raises(SystemExit) as other:
+        run_tool.main(command[2:] + ["--set", "model.embedding_size=64"])
+    assert re.fullmatch(rf"error: {re.escape(str(run_dir))} was trained with other settings: model.embedding_size "
+                        r"16 → 64; train under a new name .+ \(tools/run.py --allow-changes\)", str(other.value.code))
     with pytest.raises(SystemExit, match=r"^error: \S+ckpt-\d{8}.weights.h5 does not fit the model these settings "):
         run_tool.main(command[2:] + ["--set", "model.embedding_size=64", "--allow-changes"])
     assert file_states(run_dir) == before
 
-    full = subprocess.run(["bash", "-c", 'ulimit -f 512 && exec "$@"', "bash", *command], cwd=ROOT, env=process_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert full.returncode == 1 and len(full.stderr.strip().splitlines()) == 1, full.stderr[-3000:]
+    assert signal.getsignal(signal.SIGXFSZ) is signal.SIG_IGN
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, limits[1]))  # the checkpoint (~1.5 MB) does not fit
+    try:
+        with pytest.raises(SystemExit) as full:
+            run_tool.main(command[2:])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
     assert re.fullmatch(rf"error: cannot write {re.escape(str(run_dir))}/checkpoints/ckpt-\d{{8}}\.weights\.h5: File "
                         rf"too large \(\S+ \w?B free there\); the newest checkpoint \(step {term}\) is intact: make "
-                        "room and rerun the same command", full.stderr.strip()), full.stderr
+                        "room and rerun the same command", str(full.value.code)), full.value.code
     assert latest_step(run_dir) == term and checkpoint_arrays(run_dir)[1]  # it still loads
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")) == []
 
@@ -292,17 +298,18 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
     third.wait_for_step(term + 1)
     third.proc.send_signal(signal.SIGSTOP)  # alive, holding the run
     try:
-        busy = subprocess.run(command, cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300)
+        with pytest.raises(SystemExit) as busy:
+            run_tool.main(command[2:])
     finally:
         third.proc.send_signal(signal.SIGCONT)
     interrupted = stopped_at(*third.stop(signal.SIGINT)[::2], "SIGINT", 130)
-    assert busy.returncode == 1 and len(busy.stderr.strip().splitlines()) == 1, busy.stderr[-2000:]
-    assert busy.stderr.startswith(f"error: {run_dir} is in use by pid {third.proc.pid} on ")
+    assert re.fullmatch(rf"error: {re.escape(str(run_dir))} is in use by pid {third.proc.pid} on \S+ since .+ "
+                        r"\(run.lock\): wait for it to end or stop it .+", str(busy.value.code)), busy.value.code
     assert term < interrupted == latest_step(run_dir) and not (run_dir / "checkpoints" / ".tmp-99999.weights.h5").exists()
 
-    last = subprocess.run(command, cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300)
-    assert last.returncode == 0, last.stdout[-2000:] + last.stderr[-2000:]
-    assert f"resuming at step {interrupted}" in last.stdout
+    capsys.readouterr()
+    run_tool.main(command[2:])
+    assert f"resuming at step {interrupted}" in capsys.readouterr().out
     assert_same_arrays(run_dir, reference)
     assert not lock.exists()
 
@@ -313,10 +320,8 @@ def test_signals_stop_a_mirrored_run_that_resumes_exactly(tmp_path):
     overrides = tiny(tmp_path, steps=7, epochs=2, extra=["eval.every_steps=0", "log.wandb=disabled",
                                                           "train.strategy=mirrored", "train.batch_size=4"])
     two_cpus = [sys.executable, "tests/two_cpus.py", "tools/run.py"]
-    straight = subprocess.run(two_cpus + run_args(overrides + [f"log.work_dir={tmp_path / 'straight'}"]), cwd=ROOT,
-                              env=process_env(), capture_output=True, text=True, timeout=300)
-    assert straight.returncode == 0, straight.stdout[-2000:] + straight.stderr[-2000:]
-    assert "2 replica(s), global batch 8" in straight.stdout
+    straight = subprocess.Popen(two_cpus + run_args(overrides + [f"log.work_dir={tmp_path / 'straight'}"]), cwd=ROOT,
+                                env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     command = two_cpus + run_args(overrides + [f"log.work_dir={tmp_path / 'stopped'}", "train.save_steps=0"])
     run_dir = tmp_path / "stopped" / "demo_synth_mfn_arc"
 
@@ -331,6 +336,8 @@ def test_signals_stop_a_mirrored_run_that_resumes_exactly(tmp_path):
     last = subprocess.run(command, cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300)
     assert last.returncode == 0, last.stdout[-2000:] + last.stderr[-2000:]
     assert f"resuming at step {interrupted}" in last.stdout
+    straight_output = straight.communicate(timeout=300)[0]
+    assert straight.returncode == 0 and "2 replica(s), global batch 8" in straight_output, straight_output[-3000:]
     assert_same_arrays(run_dir, checkpoint_arrays(tmp_path / "straight" / "demo_synth_mfn_arc"))
 
 
