@@ -11,7 +11,7 @@ demo: install
 	$(PYTHON) tools/run.py experiments/demo_synth_mfn_arc.py
 
 test: install
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=10
 	TF_ENABLE_ONEDNN_OPTS=0 $(PYTHON) -m pytest -m numeric -p no:cacheprovider
 
 bench: install

@@ -28,6 +28,14 @@ def test_compare_runs_each_variant_and_tabulates(tmp_path):
         assert line.startswith(f"| {name} | {100 * result['synthetic/accuracy']:.2f} ± ")
         assert report["results"][name]["synthetic/accuracy"] == result["synthetic/accuracy"]
 
+    # the same variants with another common setting: refused in one line, not the stored numbers again
+    with pytest.raises(SystemExit) as refused:
+        compare.main([str(experiment), "--variant", "cos", "model.head={'type': 'cosface', 's': 16.0}",
+                      "--set", "train.save_steps=0", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+                      "--set", "train.lr=0.05", "--work-dir", str(runs)])
+    assert str(refused.value.code).startswith(f"error: {runs / 'tiny_cnn_arc_cos'} was trained with other settings: "
+                                              "train.lr 0.1 → 0.05; train under a new name")
+
 
 def test_compare_without_variants_fails_in_one_line(tmp_path, capsys):
     experiment = tmp_path / "tiny_cnn_arc.py"

@@ -67,28 +67,39 @@ def table(rows, set_names):
     return "\n".join(lines)
 
 
+def run_variant(experiment, command):
+    """Train one variant (a rerun with other settings in its directory is refused in one line)."""
+    import keras
+
+    from arcface_keras.training import engine, run_dir, stop
+
+    keras.backend.clear_session()
+    try:
+        result = engine.run(experiment, command=command)
+    except (ConfigError, run_dir.RunError) as exc:
+        sys.exit(f"error: {exc.args[0]}")
+    except stop.Stopped as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        sys.exit(stopped.exit_code)
+    print(engine.format_result(result), flush=True)
+    return result
+
+
 def main(argv=None):
     args = parse_args(argv)
     common = list(args.overrides) + ([f"log.work_dir={args.work_dir}"] if args.work_dir else [])
     try:
-        from arcface_keras.training import engine
-
         variants = variants_of(args)
         base = load_experiment(args.experiment, common)
         experiments = {name: load_experiment(args.experiment, common + overrides + [f"name={base.name}_{name}"])
                        for name, overrides in variants.items()}
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
-    import keras
-
     rows = []
     for name, experiment in experiments.items():
         print(f"[compare] {name}: {' '.join(variants[name])}", flush=True)
-        keras.backend.clear_session()
-        result = engine.run(experiment, command=["tools/compare.py", args.experiment, "--variant", name,
-                                                 *variants[name]])
-        print(engine.format_result(result), flush=True)
-        rows.append((name, result))
+        rows.append((name, run_variant(experiment, ["tools/compare.py", args.experiment, "--variant", name,
+                                                    *variants[name]])))
     set_names = sorted({key.split("/")[0] for _, result in rows for key in result if "/" in key})
     markdown = table(rows, set_names)
     out = pathlib.Path(base.log.work_dir)

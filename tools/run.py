@@ -3,6 +3,11 @@
 On several machines, start the same command on each, adding
 --workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run).
 A W&B sweep agent's `--section.key=value` arguments are taken as --set overrides (experiments/sweeps/).
+
+Rerunning the command resumes the run (or prints the result of a finished one); a rerun with other
+settings is refused, naming them, unless --allow-changes (only raising train.epochs trains on as is).
+One process per run directory. Exit status: 0 done; 1 an error, said in one line; 143 (SIGTERM) or
+130 (SIGINT): stopped by that signal after checkpointing the step reached: rerun to resume.
 """
 import argparse
 import importlib.util
@@ -17,13 +22,16 @@ from arcface_keras.config import ConfigError, load_experiment  # noqa: E402
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="an experiment file defining `experiment`")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a setting, e.g. --set train.epochs=1 --set model.head.m=0.4")
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: the experiment's log.wandb)")
     parser.add_argument("--work-dir", help="parent of the run directory (default: the experiment's log.work_dir)")
     parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment, then exit")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="continue a run with settings other than those it was trained with, recording the "
+                             "change (time, keys, old and new values, command) in its history.jsonl")
     parser.add_argument("--workers", help="multi-worker training: every worker's host:port, comma-separated, the "
                                           "same list on every machine (writes TF_CONFIG; train.strategy=multi_worker)")
     parser.add_argument("--worker-index", type=int, help="this machine's position in --workers (0: the chief)")
@@ -52,17 +60,30 @@ def main(argv=None):
         experiment.name = sweep.agent_run_name(experiment.name, os.environ)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
-    if args.check:
+    if args.check:  # what engine.run checks before any work, then the resolved settings
         import json
 
+        from arcface_keras.data.prepare import check_val_bins
+
+        try:
+            check_val_bins(experiment.data.val)
+        except ConfigError as exc:
+            sys.exit(f"error: {exc.args[0]}")
         print(json.dumps(experiment.to_dict(), indent=2))
         return None
-    from arcface_keras.training import engine
+    from arcface_keras.training import engine, run_dir, stop
 
-    try:  # what only the devices decide (XLA over several replicas), checked before the run directory is written
-        result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
-    except ConfigError as exc:
+    command = [sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv]
+    # settings only the data or the model can refute (one identity in data.train, model.pretrained not the same
+    # network) and what only the devices decide (XLA over several replicas) fail as they would have at load,
+    # before the run directory is written; a rerun refused, a run in use and a full disk are one line too
+    try:
+        result = engine.run(experiment, command=command, allow_changes=args.allow_changes)
+    except (ConfigError, run_dir.RunError) as exc:
         sys.exit(f"error: {exc.args[0]}")
+    except stop.Stopped as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        sys.exit(stopped.exit_code)
     print(engine.format_result(result))
     return result
 

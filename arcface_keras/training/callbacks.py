@@ -1,14 +1,14 @@
 """Training callbacks: step checkpoints with resume, verification during training (progress: progress.py)."""
 import csv
+import io
 import json
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 import keras
 import numpy as np
 
-from arcface_keras.io import write_json
+from arcface_keras.io import atomic_path, write_json
 
 
 def global_step(model):
@@ -78,16 +78,19 @@ class StepCheckpoint(EveryNSteps):
         self.save(step)
 
     def on_train_end(self, logs=None):
+        self.save_current()
+
+    def save_current(self):
+        """Save the step reached unless it is saved already; return it."""
         step = global_step(self.model)
         if self.saved != (step, self.batches):
             self.save(step)
+        return step
 
     def save(self, step):
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"ckpt-{step:08d}.weights.h5"
-        tmp = self.directory / f".tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
+        write_weights(self.model, path)
         write_json(self.directory / "latest.json", {"step": step, "batches": self.batches, "path": path.name,
                                                     "rng": [keras.ops.convert_to_numpy(v).tolist()
                                                             for v in seed_states(self.model)]})
@@ -108,6 +111,26 @@ class StepCheckpoint(EveryNSteps):
         for variable, state in zip(seed_states(model), info.get("rng", [])):
             variable.assign(np.asarray(state, dtype=variable.dtype))
         return Position(int(info["step"]), info["batches"])
+
+
+def write_weights(model, path):
+    """`model.save_weights(path)` (the optimizer's too), written whole or not at all.
+
+    Keras' own HDF5 writer fills a buffer in memory, which is then written under a temp name and
+    renamed: a full disk is one OSError naming `path`, the temp file removed. (HDF5 writing to a file
+    that fails floods the console with errors of half-written objects and crashes the process.)
+    """
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_bytes(buffer.getbuffer())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def seed_states(model):
@@ -143,9 +166,7 @@ class VerificationCallback(EveryNSteps):
                   "(TAR at a FAR needs at least 1/FAR different pairs): no best checkpoint saved", flush=True)
         if self.best_path and value is not None and (self.best is None or value > self.best):
             self.best = value
-            tmp = Path(self.best_path).with_name(f".tmp-{os.getpid()}.weights.h5")
-            self.model.save_weights(tmp, overwrite=True)
-            os.replace(tmp, self.best_path)
+            write_weights(self.model, self.best_path)
         return metrics
 
 

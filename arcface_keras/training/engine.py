@@ -1,12 +1,23 @@
 """`run(experiment)`: train an experiment in named steps, resuming its run directory.
 
-    validate → strategy → data plan → (finished: the stored result) → run files → model → callbacks → fit → finish
+    validate → strategy → hold the run directory → compare the settings → data plan →
+    (finished: the stored result) → model → restore → run files → callbacks → fit → finish
 
 A run is a function of its config: the data order is fixed by (train.seed, epoch), a checkpoint
 holds the model, the optimizer and the data position, and the last step is always saved. A killed
-run rerun with the same command ends as the uninterrupted one would have; a finished run rerun
-prints its stored result and changes nothing; raising train.epochs extends it.
+run rerun with the same command ends as the uninterrupted one would have; SIGTERM or SIGINT
+checkpoint the step reached and stop (stop.py). One process holds a run directory (run_dir.py).
+
+A rerun's settings are compared with those the directory was trained with before anything is
+written (run_settings.py): the same → resume, or a finished run prints its stored result and
+changes nothing; only train.epochs raised → train on; anything else is refused naming each key,
+unless allowed (`allow_changes`, tools/run.py --allow-changes), which records the change in the
+run's history.jsonl. Free to differ are the keys that change neither the trained weights nor the
+reported numbers: name, log.*, data.cache_dir, eval.batch_size, train.save_steps and
+train.strategy (the replica count, which sets the global batch, is compared). Nothing is written
+until the model is built and the checkpoint restored.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,6 +25,7 @@ import platform
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import keras
@@ -22,7 +34,7 @@ import numpy as np
 from arcface_keras import config as config_lib
 from arcface_keras.data import prepare
 from arcface_keras.io import write_json, write_text
-from arcface_keras.training import auto, distribute, watch
+from arcface_keras.training import auto, distribute, run_dir, run_settings, stop, watch
 from arcface_keras.training import callbacks as cb
 from arcface_keras.training.distribute import is_chief, make_strategy, strategy_scope
 from arcface_keras.training.model import build_face_model
@@ -30,57 +42,75 @@ from arcface_keras.training.optimizers import make_optimizer
 from arcface_keras.training.schedules import WarmupSchedule, scaled_lr
 
 
-def run(experiment, command=None):
+def run(experiment, command=None, allow_changes=False):
     """Train `experiment`, resuming from its run directory if one exists; return the final evaluation.
 
+    Raises RunError (one line) for a rerun refused (other settings, the directory in use) or a
+    write that failed, and stop.Stopped on SIGTERM/SIGINT (the step reached is checkpointed).
+    `allow_changes`: continue a run with other settings, recording them in its history.jsonl.
     The global dtype policy is `train.precision` (`auto` resolved) during the run and what it was
     before afterwards.
     """
     config_lib.validate(experiment)
+    prepare.check_val_bins(experiment.data.val)
     backend = keras.backend.backend()
     choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy(choice.precision)
     try:
-        return train_and_evaluate(experiment, command, choice)
+        return train_and_evaluate(experiment, run_dir.command_line(command), choice, allow_changes)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def train_and_evaluate(experiment, command, choice):
+def train_and_evaluate(experiment, command, choice, allow_changes):
+    """Hold the run directory (the chief) and train in it; a full disk is one line, a signal a Stopped."""
     work_dir = Path(experiment.log.work_dir) / experiment.name
-    t = experiment.train
-    keras.utils.set_random_seed(t.seed)
-    strategy = make_strategy(t.strategy, t.model_parallel, experiment.model.head)
-    choice = auto.across_replicas(choice, t.jit_compile, keras.backend.backend(), distribute.num_replicas(strategy))
+    keras.utils.set_random_seed(experiment.train.seed)
+    strategy = make_strategy(experiment.train.strategy, experiment.train.model_parallel, experiment.model.head)
+    choice = auto.across_replicas(choice, experiment.train.jit_compile, keras.backend.backend(),
+                                  distribute.num_replicas(strategy))
+    held = run_dir.RunLock(work_dir, command) if is_chief(strategy) else contextlib.nullcontext()
+    with stop.SignalStop() as stopper, held:
+        try:
+            return train_in(experiment, work_dir, command, choice, strategy, stopper, allow_changes)
+        except stop.Stopped as stopped:
+            stopped.step = newest_step(work_dir) if stopped.step is None else stopped.step
+            raise
+        except OSError as exc:
+            failure = run_dir.write_failure(exc, work_dir, newest_step(work_dir))
+            if failure is None:
+                raise
+            raise failure from None
+
+
+def train_in(experiment, work_dir, command, choice, strategy, stopper, allow_changes):
+    """The run's named steps, its directory held: settings compared, data, stored result or model,
+    run files written (the chief), fit, finish."""
+    resolved = {"precision": choice.precision, "jit_compile": choice.jit_compile,
+                "replicas": distribute.num_replicas(strategy)}
+    changes = run_settings.check_rerun(work_dir, experiment.to_dict(), resolved, allow_changes)
     plan = plan_training(experiment, strategy)
     resume = cb.latest_checkpoint(work_dir / "checkpoints")
-    stored = finished_result(work_dir, plan, resume)
+    stored = None if changes else finished_result(work_dir, plan, resume)
     if stored is not None:
         print(f"[arcface_keras] {experiment.name}: finished at step {stored['step']}; stored result "
               f"from {work_dir / 'eval_report.json'} (raise train.epochs to train on)", flush=True)
         return stored
     evaluator = Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size, experiment.eval.flip)
+    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)  # model.pretrained checked
+    start = restore(model, work_dir, resume)
     chief = is_chief(strategy)
-    if chief:
-        write_run_files(experiment, work_dir, command, choice)
-    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)
-    start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
+    if chief:  # only now: settings that do not build, or a checkpoint that does not fit, leave the run as it was
+        run_dir.remove_stale_temp_files(work_dir)
+        write_run_files(experiment, work_dir, command, choice, plan.replicas)
+        run_settings.record(work_dir, changes, command)
     evaluator.attach(embedder, plan.replicas)
     run_wandb = start_wandb(experiment, work_dir) if chief else None
-    callbacks = make_callbacks(experiment, plan, work_dir, evaluator, start, chief)
-    print(f"[arcface_keras] {experiment.name}: {plan.num_images} images, {plan.num_classes} classes, "
-          f"{plan.replicas} replica(s), global batch {plan.global_batch}, {plan.steps_per_epoch} steps/epoch × "
-          f"{t.epochs} epochs, {choice.describe()}" + (f", resuming at step {start.step}" if start.batches else ""),
-          flush=True)
-    began = time.time()
-    with distribute.synchronized_batch_norm(model, t.sync_bn and plan.replicas > 1), \
-            distribute.distributed_fit(model, strategy, plan.dataset(0).element_spec):
-        fit_from(model, plan, start.batches, callbacks)
-    if not np.isfinite(model_loss(model)):
-        raise FloatingPointError(f"{experiment.name}: training stopped on a non-finite loss")
-    result = {"step": cb.global_step(model), "batches": plan.total_steps,
-              "train_seconds": round(time.time() - began, 1)}
+    callbacks = make_callbacks(experiment, plan, work_dir, evaluator, start, chief, stopper)
+    result = train(model, plan, start, callbacks, choice)
+    if stopper.signum is not None:  # came while the last step was being saved: skip the final evaluation
+        raise stop.Stopped(stopper.signum, newest_step(work_dir))
     if plan.workers > 1:
         task_type, index = distribute.task(strategy)
         print(f"[arcface_keras] {task_type} {index}: trained weights sha1 {distribute.weights_fingerprint(embedder)}",
@@ -88,6 +118,42 @@ def train_and_evaluate(experiment, command, choice):
     if chief:
         finish(experiment, work_dir, embedder, evaluator, result, run_wandb)
     return result
+
+
+def train(model, plan, start, callbacks, choice):
+    """Say what is trained, fit from the start position; the result so far (steps, batches, seconds)."""
+    t = plan.experiment.train
+    print(f"[arcface_keras] {plan.experiment.name}: {plan.num_images} images, {plan.num_classes} classes, "
+          f"{plan.replicas} replica(s), global batch {plan.global_batch}, {plan.steps_per_epoch} steps/epoch × "
+          f"{t.epochs} epochs, {choice.describe()}" + (f", resuming at step {start.step}" if start.batches else ""),
+          flush=True)
+    began = time.time()
+    with distribute.synchronized_batch_norm(model, t.sync_bn and plan.replicas > 1), \
+            distribute.distributed_fit(model, plan.strategy, plan.dataset(0).element_spec):
+        fit_from(model, plan, start.batches, callbacks)
+    if not np.isfinite(model_loss(model)):
+        raise FloatingPointError(f"{plan.experiment.name}: training stopped on a non-finite loss")
+    return {"step": cb.global_step(model), "batches": plan.total_steps, "train_seconds": round(time.time() - began, 1)}
+
+
+def newest_step(work_dir):
+    """The step of the run's newest checkpoint, None without one."""
+    return (cb.latest_checkpoint(Path(work_dir) / "checkpoints") or {}).get("step")
+
+
+def restore(model, work_dir, resume):
+    """StepCheckpoint.restore, with a checkpoint that does not fit the model said in one line (and not
+    after the warnings Keras gives on the way)."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
+        except ValueError as exc:
+            raise run_dir.RunError(f"{work_dir / 'checkpoints' / resume['path']} does not fit the model these "
+                                   f"settings build ({str(exc).strip().splitlines()[0]}): train them under a new "
+                                   "name (--set name=...)") from None
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return start
 
 
 @dataclasses.dataclass
@@ -136,9 +202,13 @@ def plan_training(experiment, strategy):
 
     folder = prepare.training_folder(experiment.data)
     manifest = read_manifest(folder)
-    return TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
+    plan = TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
                         len(manifest["shards"]), distribute.num_replicas(strategy), distribute.num_workers(strategy),
                         strategy)
+    if plan.global_batch > plan.num_images:
+        print(f"[arcface_keras] warning: the global batch of {plan.global_batch} is larger than the "
+              f"{plan.num_images} training images: every batch repeats images", file=sys.stderr, flush=True)
+    return plan
 
 
 def finished_result(work_dir, plan, resume):
@@ -152,13 +222,14 @@ def finished_result(work_dir, plan, resume):
     return {k: v for k, v in stored.items() if k not in ("experiment", "sets")}
 
 
-def write_run_files(experiment, work_dir, command, choice):
-    """config.json (as given: `auto` stays `auto`), command.txt, and versions.json with what `auto` chose."""
+def write_run_files(experiment, work_dir, command, choice, replicas):
+    """config.json (as given: `auto` stays `auto`), command.txt, and versions.json with what `auto` chose
+    and the replica count (run_settings compares a rerun's settings with them)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     config_lib.dump(experiment, work_dir / "config.json")
-    write_text(work_dir / "command.txt", " ".join(command or sys.argv) + "\n")
-    write_json(work_dir / "versions.json", {**versions(), "precision": choice.precision,
-                                            "jit_compile": choice.jit_compile, "device": str(choice.device)})
+    write_text(work_dir / "command.txt", command + "\n")
+    write_json(work_dir / "versions.json", {**versions(), "precision": choice.precision, "jit_compile": choice.jit_compile,
+                                            "device": str(choice.device), "replicas": replicas})
 
 
 def versions():
@@ -183,24 +254,23 @@ def build_model(experiment, plan, strategy, jit_compile):
     return model, embedder, head
 
 
-def make_callbacks(experiment, plan, work_dir, evaluator, start, chief):
+def make_callbacks(experiment, plan, work_dir, evaluator, start, chief, stopper):
     """NaN stop everywhere; on the chief also progress, TensorBoard and W&B (training/watch.py, first, for
-    tight step timing), checkpoints, the CSV log and verification."""
-    callbacks = [keras.callbacks.TerminateOnNaN()]
+    tight step timing), checkpoints, the CSV log and verification; last, the stop on a signal."""
     if not chief:
-        return callbacks
+        return [keras.callbacks.TerminateOnNaN(), stop.StopAfterStep(stopper)]
     cb.truncate_csv(work_dir / "eval_log.csv", start.step)  # rows a killed run logged past its checkpoint
+    checkpoint = cb.StepCheckpoint(work_dir / "checkpoints", experiment.train.save_steps, batches=start.batches)
     callbacks = watch.watch(experiment, work_dir, plan.folder, plan.steps_per_epoch, plan.total_steps,
                             plan.global_batch, start.step) + [
-        *callbacks,
-        cb.StepCheckpoint(work_dir / "checkpoints", experiment.train.save_steps, batches=start.batches),
+        keras.callbacks.TerminateOnNaN(), checkpoint,
         keras.callbacks.CSVLogger(str(work_dir / "train_log.csv"), append=True),
     ]
     if experiment.eval.every_steps:
         callbacks.append(cb.VerificationCallback(
             evaluator, experiment.eval.every_steps, work_dir / "eval_log.csv",
             experiment.eval.best_metric, work_dir / "checkpoints" / "best.weights.h5"))
-    return callbacks
+    return callbacks + [stop.StopAfterStep(stopper, checkpoint)]
 
 
 def fit_from(model, plan, start, callbacks):

@@ -1,0 +1,20 @@
+"""Run a tool with the CPU split into two logical devices (two MirroredStrategy replicas), as a user
+with two GPUs would run it:
+
+    python tests/two_cpus.py tools/run.py EXPERIMENT --set train.strategy=mirrored ...
+"""
+import os
+import runpy
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import arcface_keras  # noqa: E402,F401  (first: TensorFlow starts quietly)
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
