@@ -1,7 +1,8 @@
 """Train one experiment: python tools/run.py experiments/X.py [--set section.key=value ...].
 
 On several machines, start the same command on each, adding
---workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run).
+--workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run;
+on JAX its address is jax.distributed's coordinator).
 A W&B sweep agent's `--section.key=value` arguments are taken as --set overrides (experiments/sweeps/).
 """
 import argparse
@@ -25,7 +26,8 @@ def parse_args(argv):
     parser.add_argument("--work-dir", help="parent of the run directory (default: the experiment's log.work_dir)")
     parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment, then exit")
     parser.add_argument("--workers", help="multi-worker training: every worker's host:port, comma-separated, the "
-                                          "same list on every machine (writes TF_CONFIG; train.strategy=multi_worker)")
+                                          "same list on every machine (writes TF_CONFIG, or KERAS_DISTRIBUTION_* on JAX; "
+                                          "train.strategy=multi_worker)")
     parser.add_argument("--worker-index", type=int, help="this machine's position in --workers (0: the chief)")
     return parser.parse_known_args(argv)
 
@@ -44,9 +46,9 @@ def main(argv=None):
         sys.exit("error: --workers and --worker-index go together")
     try:
         if args.workers is not None:
-            from arcface_keras.training.distribute import tf_config
+            from arcface_keras.training.distribute import worker_environment
 
-            os.environ["TF_CONFIG"] = tf_config(args.workers.split(","), args.worker_index)
+            os.environ.update(worker_environment(args.workers.split(","), args.worker_index))
             overrides.append("train.strategy=multi_worker")
         experiment = load_experiment(args.experiment, overrides + sweep.overrides_from_args(extra))
         experiment.name = sweep.agent_run_name(experiment.name, os.environ)
@@ -58,8 +60,12 @@ def main(argv=None):
         print(json.dumps(experiment.to_dict(), indent=2))
         return None
     from arcface_keras.training import engine
+    from arcface_keras.training.distribute import ClusterError
 
-    result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    try:
+        result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    except ClusterError as exc:
+        sys.exit(f"error: {exc}")
     print(engine.format_result(result))
     return result
 

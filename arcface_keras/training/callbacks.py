@@ -86,7 +86,7 @@ class StepCheckpoint(EveryNSteps):
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"ckpt-{step:08d}.weights.h5"
         tmp = self.directory / f".tmp-{os.getpid()}.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
+        save_local_copy(self.model, tmp)
         os.replace(tmp, path)
         write_json(self.directory / "latest.json", {"step": step, "batches": self.batches, "path": path.name,
                                                     "rng": [keras.ops.convert_to_numpy(v).tolist()
@@ -108,6 +108,17 @@ class StepCheckpoint(EveryNSteps):
         for variable, state in zip(seed_states(model), info.get("rng", [])):
             variable.assign(np.asarray(state, dtype=variable.dtype))
         return Position(int(info["step"]), info["batches"])
+
+
+def save_local_copy(model, path):
+    """`model.save_weights(path)` from this process's copy of the weights, which data parallelism keeps
+    whole on every device: the chief saves alone, so nothing it does may be a collective across processes
+    (on JAX, Keras' saving creates a scratch optimizer, whose variables a keras.distribution would place
+    on every process's devices)."""
+    from arcface_keras.training.distribute import outside_distribution
+
+    with outside_distribution():
+        model.save_weights(path, overwrite=True)
 
 
 def seed_states(model):
@@ -144,7 +155,7 @@ class VerificationCallback(EveryNSteps):
         if self.best_path and value is not None and (self.best is None or value > self.best):
             self.best = value
             tmp = Path(self.best_path).with_name(f".tmp-{os.getpid()}.weights.h5")
-            self.model.save_weights(tmp, overwrite=True)
+            save_local_copy(self.model, tmp)
             os.replace(tmp, self.best_path)
         return metrics
 

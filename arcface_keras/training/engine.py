@@ -37,6 +37,7 @@ def run(experiment, command=None):
     before afterwards.
     """
     config_lib.validate(experiment)
+    distribute.connect_processes(experiment.train.strategy, experiment.train.seed)  # JAX: before it starts
     backend = keras.backend.backend()
     choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
