@@ -24,7 +24,10 @@ def parse_args(argv):
                         help="override a setting, e.g. --set train.epochs=1 --set model.head.m=0.4")
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: the experiment's log.wandb)")
     parser.add_argument("--work-dir", help="parent of the run directory (default: the experiment's log.work_dir)")
-    parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment, then exit")
+    parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment and the "
+                                                               "memory each device needs, then exit")
+    parser.add_argument("--device-memory", metavar="SIZE", help="with --check: also the largest batch per replica "
+                                                                "that fits a device of this memory, e.g. 80GB")
     parser.add_argument("--workers", help="multi-worker training: every worker's host:port, comma-separated, the "
                                           "same list on every machine (writes TF_CONFIG, or KERAS_DISTRIBUTION_* on JAX; "
                                           "train.strategy=multi_worker)")
@@ -44,6 +47,14 @@ def main(argv=None):
                  "pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine)")
     if (args.workers is None) != (args.worker_index is None):
         sys.exit("error: --workers and --worker-index go together")
+    device_bytes = None
+    if args.device_memory is not None:
+        from arcface_keras.training.memory import parse_bytes
+
+        try:
+            device_bytes = parse_bytes(args.device_memory)
+        except ValueError as exc:
+            sys.exit(f"error: {exc}")
     try:
         if args.workers is not None:
             from arcface_keras.training.distribute import worker_environment
@@ -57,7 +68,10 @@ def main(argv=None):
     if args.check:
         import json
 
+        from arcface_keras.training import memory
+
         print(json.dumps(experiment.to_dict(), indent=2))
+        print("\n".join(memory.report(experiment, device_bytes)))
         return None
     from arcface_keras.training import engine
     from arcface_keras.training.distribute import ClusterError
