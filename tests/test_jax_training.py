@@ -17,7 +17,7 @@ def report(tmp_path_factory):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_jax_data_parallel_matches_one_device_and_resumes_after_kill(report):
+def test_jax_data_parallel_matches_one_device(report):
     assert "1 replica(s), global batch 8" in report["replica_lines"]["one"][0]
     assert "2 replica(s), global batch 8" in report["replica_lines"]["two"][0]
     # JAX's data-parallel batch norm sees the global batch (as train.sync_bn on TensorFlow): every weight,
@@ -25,12 +25,6 @@ def test_jax_data_parallel_matches_one_device_and_resumes_after_kill(report):
     assert max(report["two"].values()) < 1e-3, report["two"]
     assert report["versions"]["backend"] == "jax"
     assert (report["versions"]["precision"], report["versions"]["jit_compile"]) == ("float32", True)  # auto on a CPU
-    # killed (SIGKILL) after its 4th checkpoint or later: the rerun continues there, trains to the end and
-    # ends with every weight and optimizer slot of the uninterrupted run, bit for bit (the same XLA CPU kernels)
-    assert report["killed_at"] >= 4
-    assert max(report["resumed_vs_straight"].values()) == 0.0, report["resumed_vs_straight"]
-    assert report["resumed_lines"] and report["resumed_lines"][0].endswith(f"resuming at step {report['killed_at']}")
-    assert report["resumed_step"] == 30
 
 
 def test_jax_two_processes_match_two_devices_and_resume_after_the_chief_is_killed(report):
