@@ -543,12 +543,13 @@ def check_backend(train):
     """Settings that need a particular Keras backend."""
     import keras
 
+    if train.strategy == "multi_worker" and train.model_parallel:
+        raise ConfigError(f"train.model_parallel={train.model_parallel} with train.strategy='multi_worker': class "
+                          "centres are split over the devices of one process only (the chief saves checkpoints "
+                          "from what it holds); use train.strategy='auto' on one machine")
     if train.model_parallel and keras.backend.backend() != "jax":
         raise ConfigError(f"train.model_parallel={train.model_parallel}: needs the JAX backend "
                           f"(KERAS_BACKEND=jax), running {keras.backend.backend()}")
-    if train.strategy == "multi_worker" and keras.backend.backend() == "jax":
-        raise ConfigError("train.strategy='multi_worker': needs the TensorFlow backend (tf.distribute); "
-                          "on JAX use 'auto' or 'mirrored' (the local devices)")
 
 
 def check_wandb_project(log):

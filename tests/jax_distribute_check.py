@@ -1,19 +1,25 @@
-"""The same experiment on JAX over two host devices: equivalence with one device, and kill + resume.
+"""The same experiment on JAX over two host devices, then over two processes: equivalences, kill + resume.
 
 XLA splits the CPU into two devices, then tools/run.py runs one experiment
-  one     train.strategy=one_device, batch 2B
-  two     train.strategy=mirrored (keras.distribution.DataParallel, 2 replicas), batch B
+  one       train.strategy=one_device, batch 2B
+  two       train.strategy=mirrored (keras.distribution.DataParallel, 2 replicas), batch B
 on the same data order, evaluating during training (eval.every_steps) with a batch that does not
-split over the devices. Then `resumed`: the `two` run with more steps, saving every step, killed
-with SIGKILL once a few checkpoints exist and started again, and `straight`, the same run
-uninterrupted. Prints one JSON line: the largest differences of `two`'s final checkpoint from
-`one`'s and of `resumed`'s from `straight`'s, both runs' replica lines, `two`'s versions.json, the
-kill step, and the resumed run's "resuming at step" lines and final step.
+split over the devices, and `straight`: the `two` settings over two epochs, saving every step.
+Then the `straight` settings over two processes of one CPU device each (tools/run.py --workers
+127.0.0.1:P0,127.0.0.1:P1 --worker-index i: jax.distributed), evaluating on the chief during
+training: `multi_straight`, and `multi_resumed`, whose chief is killed with SIGKILL once a few
+checkpoints exist (the other process then fails by itself), after which both are started again.
+Prints one JSON line: the largest differences of `two`'s final checkpoint from `one`'s, of
+`multi_straight`'s from `straight`'s and of `multi_resumed`'s from `multi_straight`'s; the
+replica lines, `two`'s versions.json, the kill step, the "resuming at step" lines, the final step,
+each process's weights fingerprint, the killed run's survivor (exit code, seconds it lived on), the
+seconds each part took, and the error of multi_worker in a process that names no cluster.
 
     python tests/jax_distribute_check.py EXPERIMENT WORK_DIR [section.key=value ...]
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,67 +27,146 @@ import time
 from pathlib import Path
 
 os.environ["KERAS_BACKEND"] = "jax"
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+TWO_DEVICES = "--xla_force_host_platform_device_count=2"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TWO_DEVICES}".strip()
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from distributed_check import checkpoint_arrays, largest_differences  # noqa: E402
+from multiworker_check import free_ports  # noqa: E402
 
 BATCH = 4
 RESUME = ["train.epochs=2", "train.steps_per_epoch=15", "train.save_steps=1", "eval.every_steps=0"]
 
 
-def run(experiment, work_dir, name, sets):
-    """tools/run.py in a fresh process; returns its stdout."""
-    args = [a for s in [*sets, f"name={name}", f"log.work_dir={work_dir}"] for a in ("--set", s)]
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "run.py"), experiment, *args], env=os.environ,
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise SystemExit(f"{name}: exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return done.stdout
+def run_at_once(experiment, work_dir, runs):
+    """tools/run.py for each {name: sets} of `runs`, all in fresh processes at once (the two cores share
+    their start-up); returns {name: its output}."""
+    procs = {}
+    for name, sets in runs.items():
+        args = [a for s in [*sets, f"name={name}", f"log.work_dir={work_dir}"] for a in ("--set", s)]
+        with open(Path(work_dir) / f".{name}.log", "w") as log:
+            procs[name] = subprocess.Popen([sys.executable, str(ROOT / "tools" / "run.py"), experiment, *args],
+                                           env=os.environ, stdout=log, stderr=subprocess.STDOUT)
+    codes = {name: proc.wait(timeout=900) for name, proc in procs.items()}
+    out = {name: (Path(work_dir) / f".{name}.log").read_text() for name in runs}
+    failed = [f"{name}: exit {code}\n{out[name][-3000:]}" for name, code in codes.items() if code != 0]
+    if failed:
+        raise SystemExit("\n".join(failed))
+    return out
 
 
 def lines(out, word):
     return [line for line in out.splitlines() if word in line]
 
 
-def kill_when_saved(experiment, work_dir, name, sets, min_step):
-    """Start the run, SIGKILL it once its newest checkpoint is at `min_step` or later; return that step."""
+def start_processes(experiment, work_dir, name, sets, ports=None):
+    """tools/run.py as processes 0 and 1 of a two-process JAX cluster on 127.0.0.1 (`ports`, else two free
+    ones), one CPU device each, their output in WORK_DIR/.NAME-<index>.log."""
+    workers = ",".join(f"127.0.0.1:{port}" for port in ports or free_ports(2))
     args = [a for s in [*sets, f"name={name}", f"log.work_dir={work_dir}"] for a in ("--set", s)]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "run.py"), experiment, *args], env=os.environ,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flags = os.environ["XLA_FLAGS"].replace(TWO_DEVICES, "").strip()
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, **({"XLA_FLAGS": flags} if flags else {})}
+    procs = []
+    for index in range(2):
+        with open(Path(work_dir) / f".{name}-{index}.log", "a") as log:
+            procs.append(subprocess.Popen([sys.executable, str(ROOT / "tools" / "run.py"), experiment, *args,
+                                           "--workers", workers, "--worker-index", str(index)],
+                                          env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def outputs(work_dir, name):
+    return [(Path(work_dir) / f".{name}-{index}.log").read_text() for index in range(2)]
+
+
+def run_processes(experiment, work_dir, name, sets, procs=None):
+    """Both processes (started unless `procs` are) to the end; returns their outputs (of every start of `name`)."""
+    procs = procs or start_processes(experiment, work_dir, name, sets)
+    codes = [proc.wait(timeout=900) for proc in procs]
+    if codes != [0, 0]:
+        raise SystemExit(f"{name}: exit codes {codes}\n" + "\n".join(out[-3000:] for out in outputs(work_dir, name)))
+    return outputs(work_dir, name)
+
+
+def kill_chief_when_saved(experiment, work_dir, name, sets, min_step, ports):
+    """Start both processes, SIGKILL the chief once its newest checkpoint is at `min_step` or later; return
+    that step and the other process's (exit code, seconds it lived on); it is killed after 150 s (JAX's
+    heartbeat timeout, 100 s, ends a process whose peer died at the latest)."""
+    procs = start_processes(experiment, work_dir, name, sets, ports)
     latest = Path(work_dir) / name / "checkpoints" / "latest.json"
     deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and procs[0].poll() is None:
         if latest.is_file() and json.loads(latest.read_text())["step"] >= min_step:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return json.loads(latest.read_text())["step"]
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait()
+            killed = time.time()
+            try:
+                procs[1].wait(timeout=150)
+            except subprocess.TimeoutExpired:
+                procs[1].kill()
+                procs[1].wait()
+            return json.loads(latest.read_text())["step"], [procs[1].returncode, round(time.time() - killed, 1)]
         time.sleep(0.02)
-    raise SystemExit(f"{name}: exited ({proc.poll()}) or timed out before step {min_step} was saved")
+    for proc in procs:
+        proc.kill()
+    raise SystemExit(f"{name}: exited ({procs[0].poll()}) or timed out before step {min_step} was saved\n"
+                     + outputs(work_dir, name)[0][-3000:])
+
+
+def fingerprints(outputs):
+    return [re.findall(r"trained weights sha1 ([0-9a-f]+)", out) for out in outputs]
+
+
+def two_processes(experiment, work_dir, resume):
+    """The `straight` run over two processes, uninterrupted and killed + rerun (see the module docstring)."""
+    sets = [*resume, "eval.every_steps=10", "eval.batch_size=31"]
+    ports = free_ports(4)  # both runs at once, on ports of their own
+    started = start_processes(experiment, work_dir, "multi_straight", sets, ports[:2])
+    killed_at, survivor = kill_chief_when_saved(experiment, work_dir, "multi_resumed", sets, 4, ports[2:])
+    straight = run_processes(experiment, work_dir, "multi_straight", sets, started)
+    rerun = run_processes(experiment, work_dir, "multi_resumed", sets)
+    runs = {name: checkpoint_arrays(Path(work_dir) / name) for name in ("straight", "multi_straight", "multi_resumed")}
+    return {"multi_vs_straight": largest_differences(runs["multi_straight"], runs["straight"]),
+            "multi_resumed_vs_multi_straight": largest_differences(runs["multi_resumed"], runs["multi_straight"]),
+            "multi_replica_lines": [lines(out, "replica(s)") for out in straight],
+            "multi_fingerprints": fingerprints(straight) + fingerprints(rerun),
+            "multi_killed_at": killed_at, "multi_survivor": survivor,
+            "multi_resumed_lines": [lines(out, "resuming at step") for out in rerun],
+            "multi_resumed_step": json.loads((Path(work_dir) / "multi_resumed" / "eval_report.json").read_text())["step"],
+            "multi_run_dirs": sorted(p.name for p in Path(work_dir).glob("multi*") if p.is_dir())}
 
 
 def main(argv):
     experiment, work_dir, *extra = argv
+    began = time.time()
+    Path(work_dir).mkdir(parents=True, exist_ok=True)  # the runs' logs go there
     common = [*extra, "eval.every_steps=3", "eval.batch_size=31"]
-    out = {
-        "one": run(experiment, work_dir, "one", [*common, "train.strategy=one_device", f"train.batch_size={2 * BATCH}"]),
-        "two": run(experiment, work_dir, "two", [*common, "train.strategy=mirrored", f"train.batch_size={BATCH}"]),
-    }
+    resume = [*extra, *RESUME, "train.strategy=mirrored", f"train.batch_size={BATCH}"]
+    out = run_at_once(experiment, work_dir, {  # first alone: it writes the data into the shared cache
+        "one": [*common, "train.strategy=one_device", f"train.batch_size={2 * BATCH}"]})
+    out.update(run_at_once(experiment, work_dir, {
+        "two": [*common, "train.strategy=mirrored", f"train.batch_size={BATCH}"], "straight": resume}))
     reference = checkpoint_arrays(Path(work_dir) / "one")
     report = {"two": largest_differences(checkpoint_arrays(Path(work_dir) / "two"), reference),
-              "replica_lines": {name: lines(text, "replica(s)") for name, text in out.items()},
+              "replica_lines": {name: lines(out[name], "replica(s)") for name in ("one", "two")},
               "versions": json.loads((Path(work_dir) / "two" / "versions.json").read_text())}
-
-    resume = [*extra, *RESUME, "train.strategy=mirrored", f"train.batch_size={BATCH}"]
-    report["killed_at"] = kill_when_saved(experiment, work_dir, "resumed", resume, min_step=4)
-    rerun = run(experiment, work_dir, "resumed", resume)
-    run(experiment, work_dir, "straight", resume)
-    report["resumed_vs_straight"] = largest_differences(checkpoint_arrays(Path(work_dir) / "resumed"),
-                                                        checkpoint_arrays(Path(work_dir) / "straight"))
-    report["resumed_lines"] = lines(rerun, "resuming at step")
-    report["resumed_step"] = json.loads((Path(work_dir) / "resumed" / "eval_report.json").read_text())["step"]
+    report["seconds"] = {"one_process": round(time.time() - began)}
+    report.update(two_processes(experiment, work_dir, resume))
+    report["seconds"]["two_processes"] = round(time.time() - began - report["seconds"]["one_process"])
+    report["no_cluster"] = no_cluster_error()
     print(json.dumps(report))
+
+
+def no_cluster_error():
+    """What train.strategy=multi_worker says in this process, which names no cluster."""
+    from arcface_keras.training.distribute import ClusterError, connect_processes
+
+    try:
+        connect_processes("multi_worker", seed=0)
+    except ClusterError as exc:
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

@@ -111,6 +111,13 @@ def test_pk_batches_hold_whole_groups_of_k(repo_root):
     assert load_experiment(repo_root / DEMO, ["data.sampler=pk", "data.images_per_identity=4"]).data.sampler == "pk"
 
 
+def test_class_centres_split_over_devices_stay_in_one_process(repo_root):
+    with pytest.raises(ConfigError, match=r"train.model_parallel=2 with train.strategy='multi_worker': class centres "
+                                          r"are split over the devices of one process only"):
+        load_experiment(repo_root / DEMO, ["train.strategy=multi_worker", "train.model_parallel=2"])
+    assert load_experiment(repo_root / DEMO, ["train.strategy=multi_worker"]).train.strategy == "multi_worker"
+
+
 def test_a_type_set_in_the_file_itself_is_checked():
     with pytest.raises(ConfigError, match=r"train.epochs='3': expected int, got str"):
         validate(Experiment(data=Data(synthetic={"identities": 4}), train=Train(epochs="3")))

@@ -114,13 +114,22 @@ def test_workers_read_their_own_files_when_there_are_enough(files, policy):
     assert shard_policy == getattr(tf.data.experimental.AutoShardPolicy, policy)
 
 
+def test_workers_on_jax_are_keras_distribution_processes_with_worker_0_the_coordinator():
+    env = distribute.worker_environment(["10.0.0.1:2222", " 10.0.0.2:2222"], 1, backend="jax")
+    assert env == {"KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:2222,10.0.0.2:2222",
+                   "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": "1"}
+    with pytest.raises(ValueError, match="--worker-index 2: expected 0 to 1"):
+        distribute.worker_environment(["a:1", "b:2"], 2, backend="jax")
+
+
 def test_run_tool_writes_tf_config_for_workers(tiny_experiment, monkeypatch, capsys):
     monkeypatch.setenv("TF_CONFIG", "{}")  # restored (removed) after the test
     from tools import run as run_tool
 
     run_tool.main([str(tiny_experiment), "--workers", "127.0.0.1:5000,127.0.0.1:5001", "--worker-index", "1", "--check"])
     assert json.loads(os.environ["TF_CONFIG"])["task"] == {"type": "worker", "index": 1}
-    assert json.loads(capsys.readouterr().out)["train"]["strategy"] == "multi_worker"
+    resolved, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)  # then the memory plan
+    assert resolved["train"]["strategy"] == "multi_worker"
     with pytest.raises(SystemExit, match="--workers and --worker-index go together"):
         run_tool.main([str(tiny_experiment), "--worker-index", "0", "--check"])
 

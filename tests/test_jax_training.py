@@ -1,13 +1,23 @@
-"""The same experiment on the JAX backend: data parallel over two host devices, kill + resume."""
+"""The same experiment on the JAX backend: data parallel over two host devices, then over two processes."""
 import json
 
-from test_distribute import run_check, tiny_experiment  # noqa: F401  (tiny_experiment: a fixture)
+import pytest
+from conftest import ROOT
+from test_distribute import TINY_EXPERIMENT, run_check
 
 
-def test_jax_data_parallel_matches_one_device_and_resumes_after_kill(tiny_experiment, tmp_path, repo_root):
-    out = run_check(repo_root, "jax_distribute_check.py", tiny_experiment, tmp_path / "runs",
-                    f"data.cache_dir={tmp_path / 'cache'}")
-    report = json.loads(out.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One run of tests/jax_distribute_check.py (every JAX run below), its JSON report."""
+    tmp_path = tmp_path_factory.mktemp("jax")
+    experiment = tmp_path / "experiments" / "tiny_cnn_arc.py"
+    experiment.parent.mkdir()
+    experiment.write_text(TINY_EXPERIMENT)
+    out = run_check(ROOT, "jax_distribute_check.py", experiment, tmp_path / "runs", f"data.cache_dir={tmp_path / 'cache'}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_jax_data_parallel_matches_one_device(report):
     assert "1 replica(s), global batch 8" in report["replica_lines"]["one"][0]
     assert "2 replica(s), global batch 8" in report["replica_lines"]["two"][0]
     # JAX's data-parallel batch norm sees the global batch (as train.sync_bn on TensorFlow): every weight,
@@ -15,9 +25,24 @@ def test_jax_data_parallel_matches_one_device_and_resumes_after_kill(tiny_experi
     assert max(report["two"].values()) < 1e-3, report["two"]
     assert report["versions"]["backend"] == "jax"
     assert (report["versions"]["precision"], report["versions"]["jit_compile"]) == ("float32", True)  # auto on a CPU
-    # killed (SIGKILL) after its 4th checkpoint or later: the rerun continues there, trains to the end and
-    # ends with every weight and optimizer slot of the uninterrupted run, bit for bit (the same XLA CPU kernels)
-    assert report["killed_at"] >= 4
-    assert max(report["resumed_vs_straight"].values()) == 0.0, report["resumed_vs_straight"]
-    assert report["resumed_lines"] and report["resumed_lines"][0].endswith(f"resuming at step {report['killed_at']}")
-    assert report["resumed_step"] == 30
+
+
+def test_jax_two_processes_match_two_devices_and_resume_after_the_chief_is_killed(report):
+    # jax.distributed joins the processes: two replicas over the two processes' devices, global batch 2B
+    assert all("2 replica(s), global batch 8" in found[0] for found in report["multi_replica_lines"]), report
+    # each process feeds its half of every global batch: after 30 steps every weight, moving statistic and
+    # momentum of one process over two devices (the same global batches; float32 summation order, far below 1e-3)
+    assert max(report["multi_vs_straight"].values()) < 1e-3, report["multi_vs_straight"]
+    # the processes hold one replicated copy of the weights; only the chief wrote the runs
+    straight, rerun = report["multi_fingerprints"][:2], report["multi_fingerprints"][2:]
+    assert straight[0] == straight[1] and len(straight[0]) == 1 and rerun[0] == rerun[1], report["multi_fingerprints"]
+    assert report["multi_run_dirs"] == ["multi_resumed", "multi_straight"]
+    # the chief killed (SIGKILL) after its 4th checkpoint or later: the other process fails by itself (not killed
+    # by the test), and both restarted continue there and end bit for bit as the uninterrupted run
+    assert report["multi_killed_at"] >= 4 and report["multi_survivor"][0] not in (0, -9), report["multi_survivor"]
+    assert [bool(found) and found[-1].endswith(f"resuming at step {report['multi_killed_at']}")
+            for found in report["multi_resumed_lines"]] == [True, True], report["multi_resumed_lines"]
+    assert max(report["multi_resumed_vs_multi_straight"].values()) == 0.0, report["multi_resumed_vs_multi_straight"]
+    assert report["multi_resumed_step"] == 30
+    # without a cluster in the environment multi_worker says how to name one
+    assert "no cluster to join" in report["no_cluster"] and "--workers host0:port" in report["no_cluster"]

@@ -228,7 +228,7 @@ def test_sweep_parameters_reach_the_experiment_as_set_overrides(repo_root, monke
     monkeypatch.setenv("WANDB_SWEEP_ID", "abc")
     monkeypatch.setenv("WANDB_RUN_ID", "r1")
     run_tool.main([*argv[3:], "--check"])
-    resolved = json.loads(capsys.readouterr().out)
+    resolved, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)  # then the memory plan
     assert resolved["model"]["head"] == {"type": "cosface", "s": 32.0, "m": 0.35}
     assert resolved["train"]["lr"] == 0.05 and resolved["log"]["wandb"] == "online"
     assert resolved["name"] == "demo_synth_mfn_arc-r1"

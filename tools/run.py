@@ -1,7 +1,8 @@
 """Train one experiment: python tools/run.py experiments/X.py [--set section.key=value ...].
 
 On several machines, start the same command on each, adding
---workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run).
+--workers host0:port,host1:port,... --worker-index i (worker 0 is the chief, which writes the run;
+on JAX its address is jax.distributed's coordinator).
 A W&B sweep agent's `--section.key=value` arguments are taken as --set overrides (experiments/sweeps/).
 
 Rerunning the command resumes the run (or prints the result of a finished one); a rerun with other
@@ -28,12 +29,16 @@ def parse_args(argv):
                         help="override a setting, e.g. --set train.epochs=1 --set model.head.m=0.4")
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], help="W&B mode (default: the experiment's log.wandb)")
     parser.add_argument("--work-dir", help="parent of the run directory (default: the experiment's log.work_dir)")
-    parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment, then exit")
+    parser.add_argument("--check", action="store_true", help="validate and print the resolved experiment and the "
+                                                               "memory each device needs, then exit")
+    parser.add_argument("--device-memory", metavar="SIZE", help="with --check: also the largest batch per replica "
+                                                                "that fits a device of this memory, e.g. 80GB")
     parser.add_argument("--allow-changes", action="store_true",
                         help="continue a run with settings other than those it was trained with, recording the "
                              "change (time, keys, old and new values, command) in its history.jsonl")
     parser.add_argument("--workers", help="multi-worker training: every worker's host:port, comma-separated, the "
-                                          "same list on every machine (writes TF_CONFIG; train.strategy=multi_worker)")
+                                          "same list on every machine (writes TF_CONFIG, or KERAS_DISTRIBUTION_* on JAX; "
+                                          "train.strategy=multi_worker)")
     parser.add_argument("--worker-index", type=int, help="this machine's position in --workers (0: the chief)")
     return parser.parse_known_args(argv)
 
@@ -50,11 +55,19 @@ def main(argv=None):
                  "pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine)")
     if (args.workers is None) != (args.worker_index is None):
         sys.exit("error: --workers and --worker-index go together")
+    device_bytes = None
+    if args.device_memory is not None:
+        from arcface_keras.training.memory import parse_bytes
+
+        try:
+            device_bytes = parse_bytes(args.device_memory)
+        except ValueError as exc:
+            sys.exit(f"error: {exc}")
     try:
         if args.workers is not None:
-            from arcface_keras.training.distribute import tf_config
+            from arcface_keras.training.distribute import worker_environment
 
-            os.environ["TF_CONFIG"] = tf_config(args.workers.split(","), args.worker_index)
+            os.environ.update(worker_environment(args.workers.split(","), args.worker_index))
             overrides.append("train.strategy=multi_worker")
         experiment = load_experiment(args.experiment, overrides + sweep.overrides_from_args(extra))
         experiment.name = sweep.agent_run_name(experiment.name, os.environ)
@@ -69,9 +82,13 @@ def main(argv=None):
             check_val_bins(experiment.data.val)
         except ConfigError as exc:
             sys.exit(f"error: {exc.args[0]}")
+        from arcface_keras.training import memory
+
         print(json.dumps(experiment.to_dict(), indent=2))
+        print("\n".join(memory.report(experiment, device_bytes)))
         return None
     from arcface_keras.training import engine, run_dir, stop
+    from arcface_keras.training.distribute import ClusterError
 
     command = [sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv]
     # settings only the data or the model can refute (one identity in data.train, model.pretrained not the same
@@ -79,7 +96,7 @@ def main(argv=None):
     # before the run directory is written; a rerun refused, a run in use and a full disk are one line too
     try:
         result = engine.run(experiment, command=command, allow_changes=args.allow_changes)
-    except (ConfigError, run_dir.RunError) as exc:
+    except (ConfigError, ClusterError, run_dir.RunError) as exc:
         sys.exit(f"error: {exc.args[0]}")
     except stop.Stopped as stopped:
         print(stopped, file=sys.stderr, flush=True)

@@ -60,10 +60,27 @@ def cached_conversion(path, make_source, cache, num_shards=8):
     """Convert `path` once into shards under `cache`, keyed by its resolved path, size and mtime."""
     from arcface_keras.data.sources import convert
 
-    out = cache / "tfrecord" / fingerprint(path)
+    out = cached_folder(path, cache)
     if not (out / MANIFEST).is_file():
         convert([make_source(path)], out, num_shards=num_shards, workers=1, progress=False)
     return out
+
+
+def cached_folder(path, cache):
+    """Where `cached_conversion` puts (or has put) the shards of `path`."""
+    return cache / "tfrecord" / fingerprint(path)
+
+
+def known_num_classes(data):
+    """The number of training classes when it is known without preparing anything: from the synthetic
+    settings or a manifest (data.train's own, or that of its cached conversion); None otherwise."""
+    if data.synthetic:
+        return synthetic_settings(data).identities
+    train = Path(data.train).expanduser()
+    for folder in (train, cached_folder(train, cache_dir(data)) if train.exists() else None):
+        if folder is not None and (folder / MANIFEST).is_file():
+            return int(json.loads((folder / MANIFEST).read_text())["num_classes"])
+    return None
 
 
 def synthetic_train_folder(data):

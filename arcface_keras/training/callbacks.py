@@ -118,14 +118,20 @@ def write_weights(model, path):
 
     Keras' own HDF5 writer fills a buffer in memory, which is then written under a temp name and
     renamed: a full disk is one OSError naming `path`, the temp file removed. (HDF5 writing to a file
-    that fails floods the console with errors of half-written objects and crashes the process.)
+    that fails floods the console with errors of half-written objects and crashes the process.) The
+    weights are this process's copy, which data parallelism keeps whole on every device: the chief saves
+    alone, so nothing here may be a collective across processes (on JAX, saving creates a scratch
+    optimizer, whose variables a keras.distribution would place on every process's devices).
     """
     from keras.src.saving import saving_lib
 
+    from arcface_keras.training.distribute import outside_distribution
+
     buffer = io.BytesIO()
-    store = saving_lib.H5IOStore(buffer, mode="w")
-    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
-    store.close()
+    with outside_distribution():
+        store = saving_lib.H5IOStore(buffer, mode="w")
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+        store.close()
     with atomic_path(path) as tmp:
         try:
             tmp.write_bytes(buffer.getbuffer())

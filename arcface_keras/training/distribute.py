@@ -8,11 +8,14 @@ Strategies (`train.strategy`), on TensorFlow (tf.distribute):
   one_device    the first GPU, else the CPU
   multi_worker  MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (see `tf_config`)
 and on JAX (keras.distribution; the input pipeline stays tf.data):
-  auto          several local devices: mirrored; else one device
+  auto          several processes in the environment (KERAS_DISTRIBUTION_*): multi_worker; else
+                several local devices: mirrored; else one device
   mirrored      DataParallel over every local device (batch norm then sees the global batch: the
                 arrays are global, so it is synchronised whatever `train.sync_bn` says)
   one_device    the first device (no distribution)
-  multi_worker  not available
+  multi_worker  jax.distributed over the processes of the cluster (`connect_processes`), then
+                DataParallel over every device of every process; each process feeds its part of
+                each global batch (Keras' Distribution.distribute_dataset)
   train.model_parallel=M  ModelParallel: class centres split over M devices (model_parallel.py)
 `make_strategy` returns a tf.distribute strategy, a keras Distribution or None (one JAX device);
 the functions below take any of them.
@@ -63,9 +66,12 @@ def _strategy(name):
 
 
 def jax_distribution(name, model_parallel=0, head=None):
-    """A keras.distribution for `name` on the local JAX devices, or None for one device (config.validate
-    refuses multi_worker on JAX)."""
+    """A keras.distribution for `name` on the JAX devices of every process (`connect_processes` joined
+    them), or None for one device."""
     if model_parallel:
+        if jax_process()[1] > 1:  # config.check_backend refuses it with multi_worker; here for `auto`
+            raise ValueError("train.model_parallel: class centres are split over the devices of one process "
+                             "only (the chief saves checkpoints from what it holds)")
         from arcface_keras.training.model_parallel import class_axis, class_centre_distribution
 
         return class_centre_distribution(model_axis=model_parallel, axis=class_axis(head or "arcface"))
@@ -99,8 +105,8 @@ def outside_distribution():
 
 def num_replicas(strategy):
     """Replicas a global batch is split over: the strategy's, or the data axis of a keras.distribution."""
-    mesh = getattr(strategy, "device_mesh", None)  # a keras.distribution (JAX)
-    if mesh is not None:
+    if is_distribution(strategy):
+        mesh = strategy.device_mesh
         return int(dict(zip(mesh.axis_names, mesh.shape)).get(strategy.batch_dim_name, 1))
     return strategy.num_replicas_in_sync if strategy is not None else 1
 
@@ -108,8 +114,14 @@ def num_replicas(strategy):
 # ------------------------------------------------------------------ multi-worker
 
 
-def tf_config(workers, index):
-    """TF_CONFIG (JSON) for worker `index` of `workers` ("host:port" strings); worker 0 is the chief."""
+# Keras' names for a JAX cluster (keras.distribution.initialize): every worker's address (the first one
+# is JAX's coordinator), how many processes there are, and which one this is (0: the chief).
+JAX_CLUSTER_ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                   "KERAS_DISTRIBUTION_PROCESS_ID")
+
+
+def worker_list(workers, index):
+    """`workers` ("host:port" strings) checked, with `index` a position in it."""
     workers = [w.strip() for w in workers if w.strip()]
     for worker in workers:
         host, _, port = worker.rpartition(":")
@@ -117,19 +129,79 @@ def tf_config(workers, index):
             raise ValueError(f"--workers: {worker!r} is not host:port")
     if not 0 <= index < len(workers):
         raise ValueError(f"--worker-index {index}: expected 0 to {len(workers) - 1} for {len(workers)} workers")
+    return workers
+
+
+def tf_config(workers, index):
+    """TF_CONFIG (JSON) for worker `index` of `workers` ("host:port" strings); worker 0 is the chief."""
+    workers = worker_list(workers, index)
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
 
 
+def worker_environment(workers, index, backend=None):
+    """The environment that makes this process worker `index` of `workers`: TF_CONFIG on TensorFlow,
+    JAX_CLUSTER_ENV on JAX (where only worker 0's port is used: the coordinator listens on it)."""
+    if (backend or keras.backend.backend()) != "jax":
+        return {"TF_CONFIG": tf_config(workers, index)}
+    workers = worker_list(workers, index)
+    return dict(zip(JAX_CLUSTER_ENV, (",".join(workers), str(len(workers)), str(index))))
+
+
 def cluster_size():
-    """Tasks (chief + workers) in the TF_CONFIG cluster; 0 without TF_CONFIG."""
+    """Processes the environment names: tasks (chief + workers) in TF_CONFIG, or on JAX
+    KERAS_DISTRIBUTION_NUM_PROCESSES (else the addresses in KERAS_DISTRIBUTION_JOB_ADDRESSES); 0 without."""
     import os
 
+    if keras.backend.backend() == "jax":
+        addresses, count, _ = (os.environ.get(name, "") for name in JAX_CLUSTER_ENV)
+        return int(count) if count.strip() else len([a for a in addresses.split(",") if a.strip()])
     spec = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     return sum(len(spec.get(job, [])) for job in ("chief", "worker"))
 
 
+class ClusterError(RuntimeError):
+    """No cluster to join; the message is one line saying how to name one."""
+
+
+def connect_processes(name, seed):
+    """On JAX, join the other processes of the cluster when `name` is multi_worker (or auto with several
+    processes in the environment), before anything else uses JAX: keras.distribution.initialize, that is
+    jax.distributed.initialize with JAX_CLUSTER_ENV, or JAX's own detection of a Slurm, Open MPI or Cloud
+    TPU job when they are unset. Keras' global seed is `seed` first (else Keras would agree on a random
+    one across the processes). Does nothing on TensorFlow (MultiWorkerMirroredStrategy reads TF_CONFIG)."""
+    if keras.backend.backend() != "jax" or name not in ("multi_worker", "auto") or (
+            name == "auto" and cluster_size() < 2):
+        return
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    keras.utils.set_random_seed(seed)
+    try:
+        keras.distribution.initialize()
+    except (RuntimeError, ValueError) as exc:
+        raise ClusterError(
+            f"train.strategy={name!r} on JAX: no cluster to join ({exc}); give tools/run.py --workers "
+            f"host0:port,host1:port,... --worker-index i, set {', '.join(JAX_CLUSTER_ENV)}, or run as a "
+            "Slurm, Open MPI or Cloud TPU job") from None
+
+
+def is_distribution(strategy):
+    """Whether `strategy` is a keras.distribution (JAX) rather than a tf.distribute strategy."""
+    return getattr(strategy, "device_mesh", None) is not None
+
+
+def jax_process():
+    """(process index, process count) of this JAX process."""
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
 def task(strategy):
     """(task type, index) of this process in its cluster; ("worker", 0) outside one."""
+    if is_distribution(strategy):
+        return "worker", jax_process()[0]
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return "worker", 0
@@ -138,6 +210,8 @@ def task(strategy):
 
 def num_workers(strategy):
     """Processes taking part in training (1 outside a multi-worker cluster)."""
+    if is_distribution(strategy):
+        return strategy.num_processes
     resolver = getattr(strategy, "cluster_resolver", None)
     cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
     return max(sum(len(cluster.get(job, [])) for job in ("chief", "worker")), 1)
@@ -145,7 +219,9 @@ def num_workers(strategy):
 
 def is_chief(strategy):
     """Only the chief writes checkpoints, logs and W&B: the "chief" task if the cluster has one,
-    else worker 0 (MultiWorkerMirroredStrategy's convention); every process outside a cluster."""
+    else worker 0 (MultiWorkerMirroredStrategy's convention; JAX process 0); every process outside a cluster."""
+    if is_distribution(strategy):
+        return jax_process()[0] == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
     if not cluster:
@@ -163,7 +239,14 @@ def shard_across_workers(dataset, strategy, num_files):
     files, so no worker decodes images another one uses (the shards should outnumber the workers
     several times over, with similar sizes). Otherwise DATA: every worker reads everything and keeps
     its part of each global batch, the global batches then being exactly the one-worker ones.
+
+    On JAX the dataset is returned as it is: Keras' trainer gives it to the distribution's
+    `distribute_dataset`, which splits each global batch into one part per process and keeps this
+    process's (DATA: every process reads and decodes every image, and the global batches and the
+    weights are those of one process), and `jax.make_array_from_process_local_data` joins the parts.
     """
+    if is_distribution(strategy):
+        return dataset
     import tensorflow as tf
 
     policy = tf.data.experimental.AutoShardPolicy

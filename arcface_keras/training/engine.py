@@ -53,6 +53,7 @@ def run(experiment, command=None, allow_changes=False):
     """
     config_lib.validate(experiment)
     prepare.check_val_bins(experiment.data.val)
+    distribute.connect_processes(experiment.train.strategy, experiment.train.seed)  # JAX: before it starts
     backend = keras.backend.backend()
     choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
