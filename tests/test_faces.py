@@ -390,7 +390,70 @@ def test_verify_sees_the_crop_that_preprocess_writes_and_evaluation_reads(tmp_pa
     np.testing.assert_array_equal(verified, evaluated[0])  # same detector, alignment, JPEG and decoder
 
 
-@pytest.mark.parametrize("name", ["preprocess", "verify"])
+# tools/lfw.py
+
+
+def write_lfw_photos(raw, image):
+    """An LFW-like tree: A (two photos of the astronaut), B (the astronaut alone, and in colour at the
+    centre of a photo with a larger grey face beside it), C (two photos without a face)."""
+    def save(name, n, pixels):
+        (raw / name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(raw / name / f"{name}_{n:04d}.jpg"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+
+    save("A", 1, image)
+    save("A", 2, cv2.warpAffine(image[:, ::-1], cv2.getRotationMatrix2D((256, 256), 8, 1.0), (512, 512)))
+    head = image[20:230, 130:320]  # 210 x 190
+    save("B", 1, head)
+    two = np.full((480, 640, 3), 120, np.uint8)
+    two[135:345, 225:415] = head  # centred
+    grey = cv2.cvtColor(cv2.cvtColor(head, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    two[90:405, 0:285] = cv2.resize(grey, (285, 315))  # 1.5x larger, off-centre
+    save("B", 2, two)
+    save("C", 1, np.full((250, 250, 3), 128, np.uint8))
+    ramps = np.mgrid[0:250, 0:250].astype(np.uint8)
+    save("C", 2, np.dstack([ramps[0], ramps[1], 255 - ramps[0]]))
+
+
+def test_lfw_tool_scores_every_pair_with_centre_crops_and_the_central_face(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_lfw_photos(raw, image)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t5\nA 1 2\nB 1 2\nC 1 2\nA 2 1\nB 2 1\nA 1 B 1\nA 2 B 2\nA 1 C 1\nB 2 C 2\nC 1 A 2\n")
+    model = tiny_embedder(tmp_path / "embedder.keras")
+    tool = load_tool(repo_root, "lfw")
+    argv = [str(raw), "--pairs", str(pairs), "--model", str(model), "--out", str(out), "--no-progress"]
+    report = tool.main(argv)
+    printed = capsys.readouterr().out
+    counts = report["counts"]
+    assert counts["photos"] == 6 and counts["pairs_scored"] == 10 and counts["aligned"] == 4
+    assert counts["center_crop"] == {"no_face": 2} and report["center_crops"] == ["C/C_0001.jpg", "C/C_0002.jpg"]
+    assert report["several_faces"] == ["B/B_0002.jpg"] and counts["several_faces"] == 1
+    for stage in ("pairs: 10 (5 same, 5 different) name 6 photos of 3 people", "crops: 6 photos, 4 aligned",
+                  "2 centre crops (no_face 2)", "embed: 6 crops", "score: 10 pairs: accuracy"):
+        assert stage in printed
+    assert set(report["seconds"]) == {"pairs", "crops", "embed", "score"} and (out / "lfw_roc.png").is_file()
+    assert json.loads((out / "lfw_report.json").read_text())["counts"] == counts
+
+    # The face nearest the centre was kept (in colour), not the larger grey one.
+    kept = read_rgb(out / "crops" / "B" / "B_0002.jpg").astype(float)
+    assert np.abs(kept[..., 0] - kept[..., 2]).mean() > 20
+    # A photo without a face: insightface's centre crop (a 250x250 photo: all of it), through the JPEG.
+    ramps = read_rgb(raw / "C" / "C_0002.jpg")
+    assert np.abs(read_rgb(out / "crops" / "C" / "C_0002.jpg").astype(float) - align.center_crop(ramps)).mean() < 2
+
+    # A rerun with the same options reuses every crop and gives the same figures.
+    again = tool.main(argv)
+    assert again["counts"]["reused"] == 6 and again["result"]["accuracy"] == report["result"]["accuracy"]
+
+    # A photo pairs.txt names but the folder lacks: one line naming it, before any crop is made.
+    pairs.write_text("A 1 2\nA 1 9\n" + "A 1 2\n" * 8)
+    with pytest.raises(SystemExit, match=r"pairs.txt:2: no image 9 of 'A': \S*A_0009.jpg does not exist") as exit_info:
+        tool.main(argv[:-2] + [str(tmp_path / "out2"), "--no-progress"])
+    assert "\n" not in str(exit_info.value.code) and not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("name", ["preprocess", "verify", "lfw"])
 def test_tool_help(repo_root, name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         load_tool(repo_root, name).main(["--help"])
