@@ -1,9 +1,11 @@
-"""arcface_torch IResNet files written without PyTorch: a random state dict with its module names,
-saved in torch's zip format (data.pkl with persistent storage ids + raw storages) and as an ONNX
-graph of the same forward pass (batch norm kept, or folded into the convolutions as simplifiers do).
+"""arcface_torch IResNet and MobileFaceNet files written without PyTorch: a random state dict with its
+module names, saved in torch's zip format (data.pkl with persistent storage ids + raw storages) and
+as an ONNX graph of the same forward pass (batch norm kept, or folded into the convolutions as
+PyTorch's export and simplifiers do).
 """
 import collections
 import io
+import math
 import pickle
 import types
 import zipfile
@@ -136,9 +138,10 @@ class _GraphBuilder:
         params = [self.const(self.sd[f"{name}.{k}"], f"{name}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
         return self.node("BatchNormalization", [x, *params], epsilon=EPS)
 
-    def conv_bn(self, x, conv, bn, stride):
+    def conv_bn(self, x, conv, bn, stride, group=1, pad=None):
         k = self.sd[f"{conv}.weight"].shape[-1]
-        pads, attrs = [(k - 1) // 2] * 4, {"strides": [stride, stride], "kernel_shape": [k, k]}
+        pads = [(k - 1) // 2 if pad is None else pad] * 4
+        attrs = {"strides": [stride, stride], "kernel_shape": [k, k], "group": group}
         if self.fold:
             weight, bias = _fold(self.sd, conv, bn)
             return self.node("Conv", [x, self.const(weight), self.const(bias)], pads=pads, **attrs)
@@ -152,9 +155,6 @@ class _GraphBuilder:
 def write_onnx(path, sd, input_size, fold_bn=False):
     """The IResNet forward pass as ONNX (opset 13), input "data" NCHW; `fold_bn` folds conv-BN pairs and
     the final BN into the conv/Gemm (what graph simplifiers do)."""
-    import onnx
-    from onnx import TensorProto, helper
-
     g = _GraphBuilder(sd, fold_bn)
     x = g.prelu(g.conv_bn("data", "conv1", "bn1", 1), "prelu")
     stages = sorted({int(k.split(".")[0][5:]) for k in sd if k.startswith("layer")})
@@ -173,9 +173,125 @@ def write_onnx(path, sd, input_size, fold_bn=False):
         out = g.node("Gemm", [x, g.const(weight), g.const(bias)], transB=1)
     else:
         out = g.bn(g.node("Gemm", [x, g.const(sd["fc.weight"], "fc.weight"), g.const(sd["fc.bias"], "fc.bias")], transB=1), "features")
-    embedding = sd["fc.weight"].shape[0]
+    _save(path, g, "iresnet", input_size, out, sd["fc.weight"].shape[0])
+
+
+# --- MobileFaceNet ("mbf") --------------------------------------------------------------------------
+
+# (down expansion, out channels, residual expansion) per stage, at width 1, as arcface_torch's mbf.
+MBF_STAGES = ((128, 64, 128), (256, 128, 256), (512, 128, 256))
+
+
+def random_mbf_state_dict(width, blocks, embedding, output="GDC", feature_hw=7, seed=0):
+    """arcface_torch MobileFaceNet names and shapes. `width` scales the 64/128 channels (arcface_torch's
+    `scale`); below 1 it scales the expansions and the 512-channel head too. `output`: "GDC" (arcface_torch)
+    or "flatten" (insightface's published w600k_mbf: conv block to 64 channels, flatten, fc, features)."""
+    rng = np.random.default_rng(seed)
+    sd = collections.OrderedDict()
+    narrow = lambda c: max(1, round(c * width))  # noqa: E731
+    wide = lambda c: max(1, round(c * min(width, 1.0)))  # noqa: E731
+
+    def block(name, cin, cout, k, groups=1, activation=True):
+        sd[f"{name}.layers.0.weight"] = rng.normal(0, np.sqrt(2.0 / (cin // groups * k * k)),
+                                                   (cout, cin // groups, k, k)).astype(np.float32)
+        sd.update(_random_bn(rng, f"{name}.layers.1", cout))
+        sd[f"{name}.layers.1.num_batches_tracked"] = np.array(7, np.int64)
+        if activation:
+            sd[f"{name}.layers.2.weight"] = rng.uniform(0.0, 0.5, cout).astype(np.float32)
+
+    def depthwise(name, cin, cout, expansion):
+        block(f"{name}.layers.0", cin, expansion, 1)
+        block(f"{name}.layers.1", expansion, expansion, 3, groups=expansion)
+        block(f"{name}.layers.2", expansion, cout, 1, activation=False)
+
+    stem = narrow(64)
+    block("layers.0", 3, stem, 3)
+    if blocks[0] == 1:
+        block("layers.1", stem, stem, 3, groups=math.gcd(stem, wide(64)))
+    else:
+        for unit in range(blocks[0]):
+            depthwise(f"layers.1.layers.{unit}", stem, stem, wide(128))
+    cin = stem
+    for stage, (down_expansion, out, expansion) in enumerate(MBF_STAGES, start=1):
+        depthwise(f"layers.{2 * stage}", cin, narrow(out), wide(down_expansion))
+        cin = narrow(out)
+        for unit in range(blocks[stage]):
+            depthwise(f"layers.{2 * stage + 1}.layers.{unit}", cin, cin, wide(expansion))
+    head = wide(512)
+    block("conv_sep", cin, head, 1)
+    if output == "GDC":
+        block("features.layers.0", head, head, feature_hw, groups=head, activation=False)
+        sd["features.layers.2.weight"] = rng.normal(0, np.sqrt(1.0 / head), (embedding, head)).astype(np.float32)
+        sd.update(_random_bn(rng, "features.layers.3", embedding))
+        return sd
+    block("conv_reduce", head, wide(64), 1)
+    inputs = wide(64) * feature_hw**2
+    sd["fc.weight"] = rng.normal(0, np.sqrt(1.0 / inputs), (embedding, inputs)).astype(np.float32)
+    sd["fc.bias"] = rng.normal(0, 0.1, embedding).astype(np.float32)
+    sd.update(_random_bn(rng, "features", embedding))
+    sd["features.weight"][:] = 1.0  # fixed at 1 in the published model
+    return sd
+
+
+def _random_bn(rng, name, c):
+    return {f"{name}.weight": rng.uniform(0.5, 1.5, c).astype(np.float32),
+            f"{name}.bias": rng.normal(0, 0.1, c).astype(np.float32),
+            f"{name}.running_mean": rng.normal(0, 0.1, c).astype(np.float32),
+            f"{name}.running_var": rng.uniform(0.5, 1.5, c).astype(np.float32)}
+
+
+def write_mbf_onnx(path, sd, input_size, fold_bn=False, fold_final=True):
+    """The MobileFaceNet forward pass as ONNX (opset 13), input "data" NCHW. `fold_bn` folds every
+    conv-BN pair, and the final BN into the Gemm when `fold_final` (PyTorch's export of the published
+    model folds the convs' and keeps the final one)."""
+    g = _GraphBuilder(sd, fold_bn)
+
+    def block(x, cin, name, stride=1, activation=True, pad=None):
+        group = cin // sd[f"{name}.layers.0.weight"].shape[1]
+        y = g.conv_bn(x, f"{name}.layers.0", f"{name}.layers.1", stride, group=group, pad=pad)
+        return g.prelu(y, f"{name}.layers.2") if activation else y
+
+    def depthwise(x, name, residual):
+        cin = sd[f"{name}.layers.0.layers.0.weight"].shape[1]
+        y = block(x, cin, f"{name}.layers.0")
+        y = block(y, sd[f"{name}.layers.1.layers.0.weight"].shape[0], f"{name}.layers.1", stride=1 if residual else 2)
+        y = block(y, sd[f"{name}.layers.2.layers.0.weight"].shape[1], f"{name}.layers.2", activation=False)
+        return g.node("Add", [x, y]) if residual else y
+
+    def units(x, module):
+        count = len({k.split(".")[3] for k in sd if k.startswith(f"{module}.layers.")})
+        for unit in range(count):
+            x = depthwise(x, f"{module}.layers.{unit}", residual=True)
+        return x
+
+    x = block("data", 3, "layers.0", stride=2)
+    stem = sd["layers.0.layers.0.weight"].shape[0]
+    x = block(x, stem, "layers.1") if "layers.1.layers.0.weight" in sd else units(x, "layers.1")
+    for stage in (1, 2, 3):
+        x = units(depthwise(x, f"layers.{2 * stage}", residual=False), f"layers.{2 * stage + 1}")
+    x = block(x, sd["conv_sep.layers.0.weight"].shape[1], "conv_sep")
+    if "fc.weight" in sd:
+        x = g.node("Flatten", [block(x, sd["conv_reduce.layers.0.weight"].shape[1], "conv_reduce")], axis=1)
+        fc, bn = "fc", "features"
+    else:
+        head = sd["conv_sep.layers.0.weight"].shape[0]
+        x = g.node("Flatten", [block(x, head, "features.layers.0", activation=False, pad=0)], axis=1)
+        fc, bn = "features.layers.2", "features.layers.3"
+    if fold_bn and fold_final:
+        weight, bias = _fold(sd, fc, bn)
+        out = g.node("Gemm", [x, g.const(weight), g.const(bias)], transB=1)
+    else:
+        inputs = [x, g.const(sd[f"{fc}.weight"], f"{fc}.weight")] + ([g.const(sd[f"{fc}.bias"], f"{fc}.bias")] if f"{fc}.bias" in sd else [])
+        out = g.bn(g.node("Gemm", inputs, transB=1), bn)
+    _save(path, g, "mobilefacenet", input_size, out, sd[f"{fc}.weight"].shape[0])
+
+
+def _save(path, g, name, input_size, out, embedding):
+    import onnx
+    from onnx import TensorProto, helper
+
     graph = helper.make_graph(
-        g.nodes, "iresnet", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, 3, input_size, input_size])],
+        g.nodes, name, [helper.make_tensor_value_info("data", TensorProto.FLOAT, [None, 3, input_size, input_size])],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None, embedding])], initializer=g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

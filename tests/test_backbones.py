@@ -41,6 +41,9 @@ def test_registry_names():
         ("mobilefacenet", 128, 1_003_136),
         ("mobilefacenet", 512, 1_200_512),
         ({"type": "mobilefacenet", "width": 2}, 512, 2_059_520),
+        # GDC (512x7x7 depthwise, BN, 512x512 dense) → 64-channel 1x1 conv, BN, PReLU, 3136x512 dense + bias.
+        ({"type": "mobilefacenet", "width": 2, "output": "flatten", "padding": "symmetric"}, 512,
+         2_059_520 - (512 * 49 + 2 * 512 + 512 * 512) + (512 * 64 + 3 * 64 + 3136 * 512 + 512)),
     ],
 )
 def test_reference_parameter_count(spec, embedding_size, expected):
@@ -72,6 +75,9 @@ def test_bad_options_fail_with_clear_errors():
         BACKBONES.build({"type": "resnet18", "output": "GDC", "dropout": 0.5}, input_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="width"):
         BACKBONES.build({"type": "resnet50", "width": 0}, input_shape=(32, 32, 3))
+    for options in ({"blocks": (0, 4, 6, 2)}, {"blocks": (1, 4, 6)}, {"padding": "valid"}, {"output": "E"}):
+        with pytest.raises(ValueError, match=f"mobilefacenet: {next(iter(options))} must be"):
+            BACKBONES.build({"type": "mobilefacenet", **options}, input_shape=(32, 32, 3))
     with pytest.raises(TypeError, match="depth"):
         BACKBONES.check({"type": "resnet50", "depth": 50})
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from arcface_torch_files import onnxruntime_embeddings, random_state_dict, write_onnx, write_torch_zip  # noqa: E402
 
 from arcface_keras.evaluation.verification import l2_normalize  # noqa: E402
-from arcface_keras.pretrained.iresnet import import_iresnet, read_weights  # noqa: E402
+from arcface_keras.pretrained.weights import import_backbone, read_weights  # noqa: E402
 from arcface_keras.pretrained.torch_zip import UnsafeCheckpointError, read_state_dict  # noqa: E402
 
 SIZE, BASE, EMBEDDING = 32, 4, 8  # IResNet-18 at 1/16 width: 32x32 input → 2x2 feature map
@@ -54,7 +54,7 @@ def test_folded_graph_matches_the_kept_one(files):
 @pytest.mark.parametrize("name", ["backbone.pth", "kept.onnx", "folded.onnx"])
 def test_imported_backbone_matches_onnxruntime(files, name):
     folder, _, images = files
-    model = import_iresnet(folder / name, input_size=(SIZE, SIZE), depth=18, embedding_size=EMBEDDING)
+    model, _ = import_backbone(folder / name, "iresnet", input_size=(SIZE, SIZE), depth=18, embedding_size=EMBEDDING)
     assert model.name == "resnet18" and model.output_shape == (None, EMBEDDING)
     for ours, theirs in zip(keras_embeddings(model, images), reference(folder, images)):
         assert np.abs(ours - theirs).max() < TOLERANCE
@@ -62,10 +62,12 @@ def test_imported_backbone_matches_onnxruntime(files, name):
 
 def test_state_dicts_agree(files):
     folder, state, _ = files
-    from_zip = read_weights(folder / "backbone.pth")
+    architecture, from_zip = read_weights(folder / "backbone.pth")
+    assert architecture == "iresnet"
     assert set(from_zip) == set(state)
     assert all(np.array_equal(from_zip[k], state[k]) for k in state)
-    from_onnx = read_weights(folder / "kept.onnx")
+    architecture, from_onnx = read_weights(folder / "kept.onnx")
+    assert architecture == "iresnet"
     assert set(from_onnx) == {k for k in state if not k.endswith("num_batches_tracked")}
     assert all(np.array_equal(from_onnx[k], state[k]) for k in from_onnx)
 
@@ -75,7 +77,7 @@ def test_keras_same_padding_would_be_wrong(files):
     folder, _, images = files
     from arcface_keras.backbones.resnet import iresnet
 
-    imported = import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE))
+    imported, _ = import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE))
     same = iresnet(18, (SIZE, SIZE, 3), EMBEDDING, width=BASE / 64, padding="same")
     for layer in same.layers:
         if layer.weights:
@@ -94,7 +96,7 @@ def test_mismatch_fails_naming_it(files, asked, message):
     folder = files[0]
     kwargs = {"input_size": (SIZE, SIZE), **asked}
     with pytest.raises(ValueError, match=message):
-        import_iresnet(folder / "backbone.pth", **kwargs)
+        import_backbone(folder / "backbone.pth", **kwargs)
 
 
 def test_missing_and_unexpected_keys_are_named(files, tmp_path):
@@ -102,11 +104,11 @@ def test_missing_and_unexpected_keys_are_named(files, tmp_path):
     missing = {k: v for k, v in state.items() if k != "layer2.0.conv1.weight"}
     write_torch_zip(tmp_path / "missing.pth", missing)
     with pytest.raises(ValueError, match=r"missing key 'layer2.0.conv1.weight'"):
-        import_iresnet(tmp_path / "missing.pth", input_size=(SIZE, SIZE))
+        import_backbone(tmp_path / "missing.pth", input_size=(SIZE, SIZE))
     extra = {**state, "layer1.0.se.fc1.weight": np.ones((2, 2), np.float32)}
     write_torch_zip(tmp_path / "extra.pth", extra)
     with pytest.raises(ValueError, match=r"unexpected key 'layer1.0.se.fc1.weight'"):
-        import_iresnet(tmp_path / "extra.pth", input_size=(SIZE, SIZE))
+        import_backbone(tmp_path / "extra.pth", input_size=(SIZE, SIZE))
 
 
 def test_code_in_a_checkpoint_is_refused(files, tmp_path):
@@ -152,7 +154,7 @@ def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
 
     folder, _, images = files
     path = tmp_path / "r18.keras"
-    import_iresnet(folder / "backbone.pth", input_size=(SIZE, SIZE)).save(path)
+    import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE))[0].save(path)
     spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
     config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
     validate(Experiment(data=Data(synthetic={"identities": 4}), model=config))

@@ -1,1 +1,1 @@
-"""Published arcface_torch IResNet weights (.pth state dicts, ONNX files) → the project's backbones."""
+"""Published arcface_torch IResNet and MobileFaceNet weights (.pth state dicts, ONNX files) → the project's backbones."""
