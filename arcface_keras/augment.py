@@ -20,9 +20,11 @@ without a seed, the pipeline draws one per call from a generator seeded at build
 seed and inputs, same outputs. Build it outside a distribution strategy scope.
 """
 import math
+from typing import Annotated, Optional
 
 import numpy as np
 import tensorflow as tf
+from annotated_types import Ge, Gt, Interval, doc
 
 from arcface_keras.registry import AUGMENTATIONS, split_spec
 
@@ -31,14 +33,21 @@ ARCFACE_ZOOM = 128 / 112  # arcface-tf2: resize 112 → 128, then crop 112
 LUMA = (0.299, 0.587, 0.114)
 RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
 
+# The options' ranges, checked when an experiment loads (registry.py); a (min, max) pair is a tuple of two.
+Probability = Annotated[float, Interval(ge=0, le=1), doc("a probability")]
+Fraction = Annotated[float, Interval(ge=0, le=1)]
+Hue = Annotated[float, Interval(ge=0, le=0.5), doc("a fraction of the colour circle, either way")]
+Factor = Annotated[float, Interval(ge=1e-3, le=1e3)]
+NonNegative = Annotated[float, Ge(0)]
+Sigma = Annotated[float, Interval(ge=1e-3, le=100), doc("pixels")]
+Shrink = Annotated[float, Interval(ge=1e-3, le=1), doc("a fraction of the size")]
+
 
 class Augmentation:
     """One augmentation: `transform` changes a batch; `__call__` draws per image whether to apply
     it (probability p) and transforms only those images."""
 
     def __init__(self, p):
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"augmentation {type(self).__name__}: p={p!r}, expected a probability in [0, 1]")
         self.p = float(p)
         self.seed, self.draws = None, 0  # the call's seed; draws made from it so far (counted while tracing)
 
@@ -80,13 +89,12 @@ def crop_and_resize(images, boxes):
     return tf.image.crop_and_resize(images, boxes, tf.range(tf.shape(images)[0]), tf.shape(images)[1:3])
 
 
-def check_range(name, value, low, high):
-    """`value` as a (min, max) pair inside [low, high], or a one-line error naming the option."""
-    pair = tuple(value) if isinstance(value, (list, tuple)) else None
-    if pair is None or len(pair) != 2 or not low <= pair[0] <= pair[1] <= high:
-        raise ValueError(f"augmentation option {name}={value!r}: "
-                         f"expected (min, max) with {low} <= min <= max <= {high}")
-    return pair
+def ordered(name, value):
+    """A (min, max) option as a tuple with min <= max (its bounds are in the annotation), or a one-line error."""
+    low, high = value
+    if not low <= high:
+        raise ValueError(f"augmentation option {name}={value!r}: expected (min, max) with min <= max")
+    return float(low), float(high)
 
 
 def color_transform(images, shift, contrast, saturation, turns):
@@ -112,17 +120,11 @@ def color_transform(images, shift, contrast, saturation, turns):
     return out + tf.einsum("bc,bdc->bd", offset, matrices)[:, None, None, :]
 
 
-def check_amount(name, value, high):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
-        raise ValueError(f"augmentation option {name}={value!r}: expected a number in [0, {high}]")
-    return float(value)
-
-
 @AUGMENTATIONS.register("flip")
 class Flip(Augmentation):
     """Mirror left-right."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p: Probability = 0.5):
         super().__init__(p)
 
     def transform(self, images):
@@ -133,10 +135,8 @@ class Flip(Augmentation):
 class RandomCrop(Augmentation):
     """Enlarge by `zoom` and crop back to size at a random place (arcface-tf2: resize to 128, crop 112)."""
 
-    def __init__(self, p=1.0, zoom=ARCFACE_ZOOM):
+    def __init__(self, p: Probability = 1.0, zoom: Annotated[float, Gt(1)] = ARCFACE_ZOOM):
         super().__init__(p)
-        if not zoom > 1:
-            raise ValueError(f"augmentation random_crop: zoom={zoom!r}, expected a number > 1")
         self.size = 1.0 / zoom
 
     def transform(self, images):
@@ -148,10 +148,8 @@ class RandomCrop(Augmentation):
 class CenterCrop(Augmentation):
     """Crop the central 1/zoom and resize back to size (the "ccrop" of arcface-tf2)."""
 
-    def __init__(self, p=1.0, zoom=ARCFACE_ZOOM):
+    def __init__(self, p: Probability = 1.0, zoom: Annotated[float, Ge(1)] = ARCFACE_ZOOM):
         super().__init__(p)
-        if not zoom >= 1:
-            raise ValueError(f"augmentation center_crop: zoom={zoom!r}, expected a number >= 1")
         margin = (1.0 - 1.0 / zoom) / 2
         self.box = [margin, margin, 1.0 - margin, 1.0 - margin]
 
@@ -164,12 +162,11 @@ class ColorJitter(Augmentation):
     """Random brightness (shift up to ±brightness of the range), contrast (× 1 ± contrast), saturation
     (× a factor drawn from `saturation`) and hue (turned up to ±hue of the circle), drawn per image."""
 
-    def __init__(self, p=0.8, brightness=0.2, contrast=0.2, saturation=(0.6, 1.4), hue=0.05):
+    def __init__(self, p: Probability = 0.8, brightness: Fraction = 0.2, contrast: Fraction = 0.2,
+                 saturation: Optional[tuple[NonNegative, NonNegative]] = (0.6, 1.4), hue: Hue = 0.05):
         super().__init__(p)
-        self.brightness = check_amount("brightness", brightness, 1.0)
-        self.contrast = check_amount("contrast", contrast, 1.0)
-        self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else (1.0, 1.0)
-        self.hue = check_amount("hue", hue, 0.5)
+        self.brightness, self.contrast, self.hue = float(brightness), float(contrast), float(hue)
+        self.saturation = ordered("saturation", saturation) if saturation else (1.0, 1.0)
 
     def transform(self, images):
         return color_transform(images,
@@ -184,12 +181,13 @@ class Variety(Augmentation):
     """"Variety images": a random gamma curve 255·(v/255)^gamma (the lookup table of the original;
     gamma log-uniform in `gamma`), then random saturation and hue shifts."""
 
-    def __init__(self, p=0.5, gamma=(2 / 3, 1.5), saturation=(0.7, 1.3), hue=0.05):
+    def __init__(self, p: Probability = 0.5, gamma: tuple[Factor, Factor] = (2 / 3, 1.5),
+                 saturation: Optional[tuple[NonNegative, NonNegative]] = (0.7, 1.3), hue: Hue = 0.05):
         super().__init__(p)
-        low, high = check_range("gamma", gamma, 1e-3, 1e3)
+        low, high = ordered("gamma", gamma)
         self.log_gamma = (math.log(low), math.log(high))
-        self.saturation = check_range("saturation", saturation, 0.0, math.inf) if saturation else (1.0, 1.0)
-        self.hue = check_amount("hue", hue, 0.5)
+        self.saturation = ordered("saturation", saturation) if saturation else (1.0, 1.0)
+        self.hue = float(hue)
 
     def transform(self, images):
         gamma = tf.exp(self.uniform(images, *self.log_gamma, per="pixel"))
@@ -204,13 +202,13 @@ class RandomErasing(Augmentation):
     """Fill a random rectangle with noise (or `fill_value`): area a fraction `scale` of the image,
     height/width ratio log-uniform in `ratio` (Zhong et al., 2020)."""
 
-    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), fill_value=None):
+    def __init__(self, p: Probability = 0.5, scale: tuple[Fraction, Fraction] = (0.02, 0.33),
+                 ratio: tuple[Factor, Factor] = (0.3, 3.3),
+                 fill_value: Optional[Annotated[float, Interval(ge=LOW, le=HIGH)]] = None):
         super().__init__(p)
-        self.scale = check_range("scale", scale, 0.0, 1.0)
-        low, high = check_range("ratio", ratio, 1e-3, 1e3)
+        self.scale = ordered("scale", scale)
+        low, high = ordered("ratio", ratio)
         self.log_ratio = (math.log(low), math.log(high))
-        if fill_value is not None and not LOW <= fill_value <= HIGH:
-            raise ValueError(f"augmentation random_erasing: fill_value={fill_value!r}, expected None or 0..255")
         self.fill_value = fill_value
 
     def transform(self, images):
@@ -228,16 +226,25 @@ class RandomErasing(Augmentation):
         return tf.where(inside[..., None], fill, images)
 
 
-@AUGMENTATIONS.register("gaussian_blur")
+def blur_fits_image(keywords, experiment):
+    """The mirrored border (the kernel's radius) must be narrower than the image: tf.pad's REFLECT needs it."""
+    radius, size = keywords["kernel_size"] // 2, experiment.data.image_size if experiment else None
+    if size is not None and radius >= size:
+        raise ValueError(f"got kernel_size={keywords['kernel_size']!r} with data.image_size={size}: expected "
+                         f"kernel_size < {2 * size} (its mirrored border must be narrower than the image)")
+
+
+@AUGMENTATIONS.register("gaussian_blur", check=blur_fits_image)
 class GaussianBlur(Augmentation):
     """Gaussian blur, `kernel_size` taps (odd), standard deviation in pixels drawn per image from
     `sigma`; borders are mirrored, so that edges do not darken."""
 
-    def __init__(self, p=0.2, kernel_size=5, sigma=(0.1, 2.0)):
+    def __init__(self, p: Probability = 0.2, kernel_size: Annotated[int, Ge(3)] = 5,
+                 sigma: tuple[Sigma, Sigma] = (0.1, 2.0)):
         super().__init__(p)
-        if not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
+        if kernel_size % 2 == 0:
             raise ValueError(f"augmentation gaussian_blur: kernel_size={kernel_size!r}, expected an odd integer >= 3")
-        self.sigma = check_range("sigma", sigma, 1e-3, 100.0)
+        self.sigma = ordered("sigma", sigma)
         self.radius = kernel_size // 2
 
     def transform(self, images):
@@ -256,7 +263,7 @@ class GaussianBlur(Augmentation):
 class Grayscale(Augmentation):
     """Grey levels copied to the three channels."""
 
-    def __init__(self, p=0.2):
+    def __init__(self, p: Probability = 0.2):
         super().__init__(p)
 
     def transform(self, images):
@@ -267,9 +274,9 @@ class Grayscale(Augmentation):
 class LowResolution(Augmentation):
     """Shrink each image to a random `scale` of its size (area averaging), then enlarge it back (bilinear)."""
 
-    def __init__(self, p=0.2, scale=(0.25, 0.75)):
+    def __init__(self, p: Probability = 0.2, scale: tuple[Shrink, Shrink] = (0.25, 0.75)):
         super().__init__(p)
-        self.scale = check_range("scale", scale, 1e-3, 1.0)
+        self.scale = ordered("scale", scale)
 
     def transform(self, images):
         size = tf.shape(images)[1:3]

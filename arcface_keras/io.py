@@ -19,6 +19,22 @@ def atomic_path(path):
             tmp.unlink()
 
 
+def unwritable(path):
+    """Why a file could not be written at `path` (its folder created if need be), or None: checked before
+    a long job, so that its result is not lost at the end."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path}: is a folder, expected a file name"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{path}: {folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{path}: {folder} is not writable"
+    return None
+
+
 def write_json(path, data):
     """Write `data` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -71,13 +71,13 @@ class _Storage:
 
 
 class _Tensor:
-    def __init__(self, storage):
-        self.storage = storage
+    def __init__(self, storage, layout=None):
+        self.storage, self.layout = storage, layout
 
     def __reduce__(self):
         a = self.storage.array
-        stride = tuple(s // a.itemsize for s in a.strides)
-        return _rebuild_tensor_v2, (self.storage, 0, a.shape, stride, False, collections.OrderedDict())
+        offset, size, stride = self.layout or (0, a.shape, tuple(s // a.itemsize for s in a.strides))
+        return _rebuild_tensor_v2, (self.storage, offset, size, stride, False, collections.OrderedDict())
 
 
 class _TorchPickler(pickle._Pickler):
@@ -93,9 +93,12 @@ class _TorchPickler(pickle._Pickler):
         return None
 
 
-def write_torch_zip(path, state_dict, archive="archive"):
+def write_torch_zip(path, state_dict, archive="archive", layouts=None):
+    """`layouts` {key: (storage offset, shape, strides)} replaces a tensor's own, as a damaged or hostile
+    file would (its storage stays the array's bytes)."""
     storages = [_Storage(str(i), np.array(v, order="C")) for i, v in enumerate(state_dict.values())]
-    data = collections.OrderedDict((k, _Tensor(s)) for k, s in zip(state_dict, storages))
+    layouts = layouts or {}
+    data = collections.OrderedDict((k, _Tensor(s, layouts.get(k))) for k, s in zip(state_dict, storages))
     buffer = io.BytesIO()
     _TorchPickler(buffer, protocol=2).dump(data)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
@@ -116,14 +119,17 @@ def _fold(sd, conv, bn):
 
 
 class _GraphBuilder:
-    def __init__(self, sd, fold):
-        self.sd, self.fold, self.nodes, self.inits, self.count = sd, fold, [], [], 0
+    """`unfolded`: the ops PyTorch's export leaves on weights without constant folding (PReLU slopes
+    through Unsqueeze, flatten as a Reshape to a Concat-built shape, the fc as MatMul of a Transpose)."""
 
-    def const(self, array, name=None):
+    def __init__(self, sd, fold, unfolded=False):
+        self.sd, self.fold, self.unfolded, self.nodes, self.inits, self.count = sd, fold, unfolded, [], [], 0
+
+    def const(self, array, name=None, dtype=np.float32):
         from onnx import numpy_helper
 
         name = name or f"c{len(self.inits)}"
-        self.inits.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype), name))
         return name
 
     def node(self, op, inputs, **attrs):
@@ -149,7 +155,25 @@ class _GraphBuilder:
         return self.bn(y, bn)
 
     def prelu(self, x, name):
+        if self.unfolded:
+            slope = self.node("Unsqueeze", [self.const(self.sd[f"{name}.weight"], f"{name}.weight"),
+                                            self.const([1, 2], dtype=np.int64)])
+            return self.node("PRelu", [x, slope])
         return self.node("PRelu", [x, self.const(self.sd[f"{name}.weight"].reshape(-1, 1, 1), f"{name}.weight")])
+
+    def flatten(self, x):
+        if not self.unfolded:
+            return self.node("Flatten", [x], axis=1)
+        dims = [self.node("Unsqueeze", [self.const(d, dtype=np.int64), self.const([0], dtype=np.int64)]) for d in (0, -1)]
+        return self.node("Reshape", [x, self.node("Concat", dims, axis=0)])
+
+    def linear(self, x, weight, bias, name=None):
+        """x @ weightᵀ (+ bias): Gemm, or MatMul of a Transpose (+ Add) when `unfolded`."""
+        if not self.unfolded:
+            return self.node("Gemm", [x, self.const(weight, name and f"{name}.weight")]
+                             + ([self.const(bias, name and f"{name}.bias")] if bias is not None else []), transB=1)
+        y = self.node("MatMul", [x, self.node("Transpose", [self.const(weight, name and f"{name}.weight")], perm=[1, 0])])
+        return self.node("Add", [y, self.const(bias, name and f"{name}.bias")]) if bias is not None else y
 
 
 def write_onnx(path, sd, input_size, fold_bn=False):
@@ -240,11 +264,11 @@ def _random_bn(rng, name, c):
             f"{name}.running_var": rng.uniform(0.5, 1.5, c).astype(np.float32)}
 
 
-def write_mbf_onnx(path, sd, input_size, fold_bn=False, fold_final=True):
+def write_mbf_onnx(path, sd, input_size, fold_bn=False, fold_final=True, unfolded=False):
     """The MobileFaceNet forward pass as ONNX (opset 13), input "data" NCHW. `fold_bn` folds every
     conv-BN pair, and the final BN into the Gemm when `fold_final` (PyTorch's export of the published
-    model folds the convs' and keeps the final one)."""
-    g = _GraphBuilder(sd, fold_bn)
+    model folds the convs' and keeps the final one); `unfolded`: see _GraphBuilder."""
+    g = _GraphBuilder(sd, fold_bn, unfolded)
 
     def block(x, cin, name, stride=1, activation=True, pad=None):
         group = cin // sd[f"{name}.layers.0.weight"].shape[1]
@@ -271,18 +295,16 @@ def write_mbf_onnx(path, sd, input_size, fold_bn=False, fold_final=True):
         x = units(depthwise(x, f"layers.{2 * stage}", residual=False), f"layers.{2 * stage + 1}")
     x = block(x, sd["conv_sep.layers.0.weight"].shape[1], "conv_sep")
     if "fc.weight" in sd:
-        x = g.node("Flatten", [block(x, sd["conv_reduce.layers.0.weight"].shape[1], "conv_reduce")], axis=1)
+        x = g.flatten(block(x, sd["conv_reduce.layers.0.weight"].shape[1], "conv_reduce"))
         fc, bn = "fc", "features"
     else:
         head = sd["conv_sep.layers.0.weight"].shape[0]
-        x = g.node("Flatten", [block(x, head, "features.layers.0", activation=False, pad=0)], axis=1)
+        x = g.flatten(block(x, head, "features.layers.0", activation=False, pad=0))
         fc, bn = "features.layers.2", "features.layers.3"
     if fold_bn and fold_final:
-        weight, bias = _fold(sd, fc, bn)
-        out = g.node("Gemm", [x, g.const(weight), g.const(bias)], transB=1)
+        out = g.linear(x, *_fold(sd, fc, bn))
     else:
-        inputs = [x, g.const(sd[f"{fc}.weight"], f"{fc}.weight")] + ([g.const(sd[f"{fc}.bias"], f"{fc}.bias")] if f"{fc}.bias" in sd else [])
-        out = g.bn(g.node("Gemm", inputs, transB=1), bn)
+        out = g.bn(g.linear(x, sd[f"{fc}.weight"], sd.get(f"{fc}.bias"), fc), bn)
     _save(path, g, "mobilefacenet", input_size, out, sd[f"{fc}.weight"].shape[0])
 
 

@@ -68,7 +68,7 @@ def test_color_transform_parameters(batch):
 def test_bad_specs_fail_clearly():
     with pytest.raises(KeyError, match="unknown augmentation 'fliip'; did you mean 'flip'"):
         build_augmentation(["fliip"])
-    with pytest.raises(ValueError, match=r"p=1.5, expected a probability"):
+    with pytest.raises(ValueError, match=r"got p=1.5: expected float in \[0, 1\] \(a probability\)"):
         build_augmentation([{"type": "grayscale", "p": 1.5}])
     with pytest.raises(TypeError, match="unknown keyword 'strength'"):
         build_augmentation([{"type": "variety", "strength": 2}])

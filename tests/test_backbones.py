@@ -75,9 +75,14 @@ def test_bad_options_fail_with_clear_errors():
         BACKBONES.build({"type": "resnet18", "output": "GDC", "dropout": 0.5}, input_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="width"):
         BACKBONES.build({"type": "resnet50", "width": 0}, input_shape=(32, 32, 3))
+    from arcface_keras.backbones.mobilefacenet import mobilefacenet
+
     for options in ({"blocks": (0, 4, 6, 2)}, {"blocks": (1, 4, 6)}, {"padding": "valid"}, {"output": "E"}):
-        with pytest.raises(ValueError, match=f"mobilefacenet: {next(iter(options))} must be"):
+        key = next(iter(options))
+        with pytest.raises((TypeError, ValueError), match=f"backbone 'mobilefacenet' got {key}="):
             BACKBONES.build({"type": "mobilefacenet", **options}, input_shape=(32, 32, 3))
+        with pytest.raises(ValueError, match=f"mobilefacenet: {key} must be"):  # called without the registry
+            mobilefacenet((32, 32, 3), **options)
     with pytest.raises(TypeError, match="depth"):
         BACKBONES.check({"type": "resnet50", "depth": 50})
 

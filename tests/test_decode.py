@@ -67,3 +67,24 @@ def test_jpegs_decode_as_libjpeg_does_with_its_accurate_dct(tmp_path):
         np.testing.assert_array_equal(decode_rgb(data, "test"), expected)  # libjpeg's default: islow DCT
         fast = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST").numpy()
         assert np.abs(fast.astype(int) - expected).max() > 0  # the other DCT differs: the check can fail
+
+
+def test_a_jpeg_or_png_cut_short_is_unreadable_whatever_the_decoder():
+    """Decoders differ on a file cut short (OpenCV's imread fills the missing rows with grey; TensorFlow
+    decodes some JPEGs without their last byte, not others): the one decoder refuses every cut JPEG and
+    PNG before decoding, with the same message whatever the decoder's version."""
+    from arcface_keras.data.decode import decode_rgb
+    from arcface_keras.data.integrity import truncation
+
+    data, png = jpeg(photo_like(), 90), cv2.imencode(".png", photo_like())[1].tobytes()
+    for cut in (data[:-1], data[:-2], data[:len(data) // 2], png[:-12], png[:len(png) // 2]):
+        with pytest.raises(ValueError, match="^a.jpg: truncated (JPEG|PNG)"):
+            decode_rgb(cut, "a.jpg")
+    # bytes after the end (padding, a phone's appended data) are allowed; a thumbnail's end marker is no end
+    thumbnail = jpeg(cv2.resize(photo_like(), (16, 16)), 90)
+    exif = b"\xff\xe1" + (len(thumbnail) + 8).to_bytes(2, "big") + b"Exif\0\0" + thumbnail
+    with_thumbnail = data[:2] + exif + data[2:]
+    for whole in (data + b"\0" * 64, data + b"appended", with_thumbnail, png + b"\0" * 8):
+        assert truncation(whole) is None
+    assert truncation(with_thumbnail[:-100]) is not None
+    np.testing.assert_array_equal(decode_rgb(with_thumbnail, "thumbnail"), decode_rgb(data, "plain"))

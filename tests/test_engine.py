@@ -182,3 +182,17 @@ def test_a_resumed_run_keeps_the_best_verification_it_had(tmp_path):
     assert VerificationCallback(None, 4, log, "lfw/accuracy", tmp_path / "best.weights.h5").best == 0.83
     assert VerificationCallback(None, 4, log, "", tmp_path / "best.weights.h5").best is None
     assert VerificationCallback(None, 4, tmp_path / "none.csv", "lfw/accuracy").best is None
+
+
+def test_a_batch_larger_than_the_data_set_is_said_in_one_line(tmp_path, capsys):
+    from arcface_keras.config import Data, Experiment, Train
+    from arcface_keras.data.tfrecord import write_shards
+    from arcface_keras.training.engine import plan_training
+
+    write_shards([(b"x%d" % i, i % 2) for i in range(12)], tmp_path / "set", 2, {"num_classes": 2})
+    data = Data(train=str(tmp_path / "set"), cache_dir=str(tmp_path / "cache"))
+    plan_training(Experiment(data=data, train=Train(batch_size=12)), None)
+    assert capsys.readouterr().err == ""
+    assert plan_training(Experiment(data=data, train=Train(batch_size=64)), None).global_batch == 64
+    assert capsys.readouterr().err == ("[arcface_keras] warning: the global batch of 64 is larger than the 12 "
+                                       "training images: every batch repeats images\n")

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from arcface_keras.data.verification import load_bin, load_pairs, read_bin
+from arcface_keras.data.verification import load_bin, load_pairs, read_bin, write_bin
 
 
 def load_tool(repo_root, name):
@@ -67,22 +67,27 @@ def test_eval_writes_table_json_and_roc_plot(repo_root, embedder_path, tmp_path,
     load_tool(repo_root, "make_pairs").main([str(faces), "--pairs", "40"])
     load_tool(repo_root, "make_bin").main(["--pairs", str(faces / "pairs.txt"), "--out", str(tmp_path / "faces.bin")])
     others = write_faces(tmp_path / "others")  # no pairs.txt: pairs are generated
+    bins, issame = read_bin(tmp_path / "faces.bin")
+    write_bin(tmp_path / "damaged.bin", [bins[0][:len(bins[0]) // 2], *bins[1:]], issame)  # first image cut short
     out = tmp_path / "report" / "report.json"
     evaluate = load_tool(repo_root, "eval").main
-    with pytest.raises(SystemExit) as exit_info:  # a missing set is skipped and reported; the others still run
-        evaluate([
-            "--model", str(embedder_path), "--bin", str(tmp_path / "faces.bin"), "--pairs", str(faces / "pairs.txt"),
-            "--folder", str(others), "--folder-pairs", "60", "--bin", str(tmp_path / "missing.bin"),
-            "--out", str(out), "--batch-size", "16",
-        ])
+    sets = ["--bin", str(tmp_path / "faces.bin"), "--pairs", str(faces / "pairs.txt"), "--folder", str(others),
+            "--folder-pairs", "60", "--bin", str(tmp_path / "damaged.bin")]
+    with pytest.raises(SystemExit, match=r"^error: .*missing.bin: no such .bin file$"):  # before the model loads
+        evaluate(["--model", str(embedder_path), *sets, "--bin", str(tmp_path / "missing.bin"), "--out", str(out)])
+    assert not out.parent.exists()
+    with pytest.raises(SystemExit, match=r"^error: --out .*faces.bin/r.json: .*faces.bin is a file, not a folder$"):
+        evaluate(["--model", str(embedder_path), *sets, "--out", str(tmp_path / "faces.bin" / "r.json")])
+    with pytest.raises(SystemExit) as exit_info:  # a set that does not decode is skipped and reported
+        evaluate(["--model", str(embedder_path), *sets, "--out", str(out), "--batch-size", "16"])
     assert exit_info.value.code == 1
     table = capsys.readouterr().out
     assert "accuracy ± std" in table and "TAR@1e-1" in table
-    for name in ("faces", "faces_2", "others", "missing"):
+    for name in ("faces", "faces_2", "others", "damaged"):
         assert f"\n{name} " in table
     report = json.loads(out.read_text())
     faces_bin, faces_pairs, generated = (report["sets"][n] for n in ("faces", "faces_2", "others"))
-    assert "missing.bin" in report["sets"]["missing"]["error"]
+    assert "damaged.bin: image 0: truncated JPEG" in report["sets"]["damaged"]["error"]
     assert faces_bin["num_pairs"] == 40 and generated["num_pairs"] == 60
     assert "roc" not in faces_bin and "tar@far=1e-1" in faces_bin and "tar@far=1e-2" not in faces_bin
     for key in ("accuracy", "std", "threshold", "auc", "eer", "tar@far=1e-1"):
@@ -95,6 +100,25 @@ def test_eval_writes_table_json_and_roc_plot(repo_root, embedder_path, tmp_path,
 
     no_flip = evaluate(["--model", str(embedder_path), "--folder", str(faces), "--out", str(tmp_path / "nf.json"), "--no-flip"])
     assert no_flip["flip"] is False and no_flip["sets"]["faces"]["num_pairs"] == 40
+
+
+def test_verify_checks_its_inputs_before_loading_the_model(repo_root, tmp_path, capsys):
+    verify = load_tool(repo_root, "verify").main
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))[1].tobytes())
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_text("loading this would fail differently")
+    with pytest.raises(SystemExit, match=r"^error: .*missing.keras: no such model file$"):
+        verify([str(photo), str(photo), "--model", str(tmp_path / "missing.keras")])
+    with pytest.raises(SystemExit, match=r"^error: .*gone.jpg: No such file or directory$"):
+        verify([str(photo), str(tmp_path / "gone.jpg"), "--model", str(not_a_model)])
+    (tmp_path / "cut.jpg").write_bytes(photo.read_bytes()[:-20])
+    with pytest.raises(SystemExit, match=r"^error: .*cut.jpg: not a readable image \(truncated JPEG"):
+        verify([str(tmp_path / "cut.jpg"), str(photo), "--model", str(not_a_model)])
+    for threshold in ("1.5", "-1.01", "nan"):
+        with pytest.raises(SystemExit) as exit_info:
+            verify([str(photo), str(photo), "--model", str(not_a_model), "--threshold", threshold])
+        assert exit_info.value.code == 2 and "a cosine similarity lies in [-1, 1]" in capsys.readouterr().err
 
 
 def test_export_every_format_matches_keras(repo_root, embedder_path, tmp_path, capsys):

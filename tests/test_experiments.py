@@ -49,20 +49,30 @@ def tiny_overrides(experiment, cache, work_dir):
     if "width" in accepted_keywords(BACKBONES.get(name)):
         overrides.append("model.backbone.width=0.125")
     if experiment.model.pretrained:
-        overrides.append(f"model.pretrained={tiny_pretrained(name, work_dir)}")
+        overrides.append(f"model.pretrained={tiny_pretrained(experiment.model.backbone, work_dir)}")
+    if experiment.train.lr_steps:  # the file's steps lie beyond the one epoch trained here
+        overrides.append("train.lr_steps=[0.5]")
     return overrides
 
 
 def tiny_pretrained(backbone, work_dir):
     """A fine-tuning experiment's checkpoint at the test's sizes: random arcface_torch weights of the same
-    depth (width 1/8, 16-d, 32x32 input) imported as the user would, with tools/import_weights.py."""
+    depth or blocks and output (width 1/8, 16-d, 32x32 input) imported as the user would, with
+    tools/import_weights.py (an ONNX file for MobileFaceNet, as insightface publishes it)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from arcface_torch_files import random_state_dict, write_torch_zip
+    from arcface_torch_files import random_mbf_state_dict, random_state_dict, write_mbf_onnx, write_torch_zip
     from tools import import_weights
 
-    depth = int(backbone.removeprefix("resnet"))
-    write_torch_zip(work_dir / "backbone.pth", random_state_dict(depth, 8, 16, feature_hw=2))
-    import_weights.main([str(work_dir / "backbone.pth"), "--out", str(work_dir / "pretrained.keras"), "--input-size", "32"])
+    name, kwargs = split_spec(backbone)
+    if name == "mobilefacenet":
+        source = work_dir / "backbone.onnx"
+        blocks, output = kwargs.get("blocks", (1, 4, 6, 2)), kwargs.get("output", "GDC")
+        state = random_mbf_state_dict(0.125, blocks, 16, output, feature_hw=2)
+        write_mbf_onnx(source, state, 32, fold_bn=True, fold_final=False)
+    else:
+        source = work_dir / "backbone.pth"
+        write_torch_zip(source, random_state_dict(int(name.removeprefix("resnet")), 8, 16, feature_hw=2))
+    import_weights.main([str(source), "--out", str(work_dir / "pretrained.keras"), "--input-size", "32"])
     return work_dir / "pretrained.keras"
 
 

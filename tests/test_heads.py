@@ -338,6 +338,29 @@ def test_center_head_wraps_any_base():
     np.testing.assert_allclose(run(head, x, labels), expected, atol=5e-3)
 
 
+def test_a_center_head_inside_a_center_head_adds_both_losses_and_round_trips(tmp_path):
+    """The nesting that config.validate accepts works: each head keeps its own centres and adds its own loss."""
+    x, labels, _ = center_setup()
+    spec = {"type": "center", "center_weight": 0.1,
+            "base": {"type": "center", "center_weight": 0.2, "center_alpha": 0.3}}
+    head = HEADS.build(spec, num_classes=CLASSES)
+    xi, yi = keras.Input((DIM,)), keras.Input((), dtype="int32")
+    model = keras.Model([xi, yi], head([xi, yi]))
+    model.compile(keras.optimizers.SGD(0.0), head.loss())
+    logits = keras.ops.convert_to_numpy(model([x, labels]))
+    shifted = logits - logits.max(1, keepdims=True)
+    cross_entropy = np.mean(np.log(np.exp(shifted).sum(1)) - shifted[np.arange(len(labels)), labels])
+    center_loss = 0.5 * np.mean((x ** 2).sum(1))  # both centre sets start at zero
+    np.testing.assert_allclose(model.train_on_batch([x, labels], labels), cross_entropy + 0.3 * center_loss, rtol=1e-5)
+    zeros = np.zeros((CLASSES, DIM), np.float32)
+    for layer, alpha in [(head, 0.5), (head.classifier, 0.3)]:
+        np.testing.assert_allclose(value(layer.centers), center_update_ref(zeros, x, labels, alpha), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "nested.keras")
+    again = keras.models.load_model(tmp_path / "nested.keras")
+    np.testing.assert_allclose(again([x, labels]), model([x, labels]), rtol=1e-6)
+    np.testing.assert_allclose(value(again.layers[-1].classifier.centers), value(head.classifier.centers))
+
+
 # ---------------------------------------------------------------- precision, serialisation, JAX
 
 

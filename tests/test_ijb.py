@@ -1,6 +1,7 @@
 """IJB-B/C evaluation on a small IJB-format set written here (synthetic faces as loose crops with known
 landmarks), every figure re-computed with plain numpy loops as insightface's scripts do."""
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import pytest
 
 from arcface_keras.data.ijb import load_ijb
 from arcface_keras.data.synthetic import TEMPLATE, render_identity_image
-from arcface_keras.evaluation.ijb import embed_protocol, score_protocol
+from arcface_keras.evaluation.ijb import embed_protocol, insightface_roc, score_protocol, tar_at_far
 
 SUBJECTS = 6
 G1, G2 = (0, 1, 2), (3, 4, 5)
@@ -60,6 +61,9 @@ def ijb(tmp_path_factory):
             rows.append((new, copy, media + 5000)), landmarks.append((new, points, score))
     rows.append(("broken.jpg", 300, 1002)), landmarks.append(("broken.jpg", TEMPLATE, 0.9))
     (root / "loose_crop" / "broken.jpg").write_bytes(b"not a jpeg")
+    whole = (root / "loose_crop" / "1.jpg").read_bytes()  # cut short: OpenCV's imread would decode its top half
+    rows.append(("truncated.jpg", 101, 1010)), landmarks.append(("truncated.jpg", landmarks[0][1], 0.9))
+    (root / "loose_crop" / "truncated.jpg").write_bytes(whole[:len(whole) // 2])
     write_meta(root, rows, landmarks)
     return root
 
@@ -119,10 +123,16 @@ def reference_templates(protocol, features, readable, normalize, detector):
 
 
 def reference_tar(scores, labels, far):
-    thresholds = np.r_[np.inf, np.unique(scores)[::-1]]
-    points = [((scores[~labels] >= t).mean(), (scores[labels] >= t).mean()) for t in thresholds]
-    best = min(points, key=lambda p: (abs(p[0] - far), -p[0], -p[1]))
-    return best[1]
+    """The conservative read-out by brute force: the best TAR of any threshold accepting FAR <= far."""
+    thresholds = np.r_[np.inf, np.unique(scores)]
+    return max((scores[labels] >= t).mean() for t in thresholds if (scores[~labels] >= t).mean() <= far)
+
+
+def insightface_read_out(fpr, tpr, far):
+    """eval_ijbc.py's lines on an ROC (fpr, tpr): flipped, then the nearest FAR, the first of equals."""
+    fpr, tpr = np.flipud(fpr), np.flipud(tpr)
+    _, min_index = min(list(zip(abs(fpr - far), range(len(fpr)))))
+    return tpr[min_index]
 
 
 def reference_identification(feats, probes, gallery, fpir):
@@ -158,10 +168,11 @@ def test_protocol_is_read(ijb):
 def test_crops_are_aligned_before_embedding(ijb, embedded, embedder):
     """Each feature is the embedding of the crop warped back onto the template (and its mirror)."""
     protocol, features, readable = embedded
-    assert readable.sum() == len(readable) - 1 and not readable[protocol.names.index("broken.jpg")]
+    unreadable = [protocol.names.index(name) for name in ("broken.jpg", "truncated.jpg")]
+    assert readable.sum() == len(readable) - 2 and not readable[unreadable].any()
     from arcface_keras.data.pipeline import scale
 
-    for i in range(0, len(readable) - 1, 7):
+    for i in np.flatnonzero(readable)[::7]:
         image = cv2.cvtColor(cv2.imread(str(ijb / "loose_crop" / protocol.names[i])), cv2.COLOR_BGR2RGB)
         matrix = cv2.estimateAffinePartial2D(protocol.landmarks[i], TEMPLATE, method=cv2.LMEDS)[0]
         aligned = scale(cv2.warpAffine(image, matrix, (112, 112)).astype(np.float32))[None]
@@ -179,19 +190,19 @@ def test_every_figure_matches_a_plain_recomputation(embedded, normalize, detecto
     assert np.abs(pooled - np.array([reference[int(t)] for t in ids])).max() < TOLERANCE
 
     scores = np.array([reference[a] @ reference[b] for a, b in protocol.pairs])
-    for far, tar in report["tar_at_far"].items():
+    for far, tar in report["tar_at_far_conservative"].items():
         assert tar == pytest.approx(reference_tar(scores, protocol.labels, float(far)))
 
     probes = list(zip(*protocol.probes))
-    for name, result in report["identification"].items():
+    for name, result in report["identification_open_set_per_gallery"].items():
         if name == "mean":
             continue
         for fpir in (1e-2, 1e-1):
             ranks, tpir = reference_identification(reference, probes, list(zip(*protocol.galleries[name])), fpir)
             assert result[f"tpir@fpir={fpir:.0e}"] == pytest.approx(tpir)
         assert {k: result[k] for k in ranks} == pytest.approx(ranks)
-    mean = report["identification"]["mean"]
-    assert mean["rank1"] == pytest.approx((report["identification"]["G1"]["rank1"] + report["identification"]["G2"]["rank1"]) / 2)
+    galleries = report["identification_open_set_per_gallery"]
+    assert galleries["mean"]["rank1"] == pytest.approx((galleries["G1"]["rank1"] + galleries["G2"]["rank1"]) / 2)
 
 
 def test_edge_cases_are_present_and_handled(embedded):
@@ -203,7 +214,7 @@ def test_edge_cases_are_present_and_handled(embedded):
     assert np.allclose(pooled[row[301]], features[single] / np.linalg.norm(features[single]), atol=TOLERANCE)
     # copies tie exactly: a genuine and an impostor pair with the same score, and a tied 1:N search
     assert np.array_equal(pooled[row[TIE_PROBE]], pooled[row[200]])
-    assert report["identification"]["G1"]["rank1"] < 1.0  # probe 200 ties its mate 100 with 401: not first
+    assert report["identification_open_set_per_gallery"]["G1"]["rank1"] < 1.0  # probe 200 ties its mate 100 with 401
 
 
 def test_missing_template_images_and_bad_files(ijb, tmp_path):
@@ -228,9 +239,14 @@ def test_tool_writes_report_plot_and_reuses_features(ijb, embedder, tmp_path, ca
     report = eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "r.json"),
                             "--features", str(features), "--batch-size", "8", "--workers", "1"])
     printed = capsys.readouterr().out
-    assert "flip=True  detector_score=True  normalize_images=False" in printed and "per 1,000 images" in printed
+    assert "flip=True  detector_score=True  normalize_images=False  features_dtype=float16" in printed
+    assert "per 1,000 images" in printed and "1:N open-set per gallery, G1  rank1:" in printed
+    assert re.search(r"\n     insightface  ( +[0-9.]+){6}\n     conservative ( +[0-9.]+){6}\n", printed)
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["unreadable_images"] == 1 and saved["tar_at_far"] == report["tar_at_far"]
+    assert saved["unreadable_images"] == 2 and set(saved["read_outs"]) == {
+        "tar_at_far_insightface", "tar_at_far_conservative", "identification_open_set_per_gallery"}
+    for key in saved["read_outs"]:
+        assert saved[key] == report[key]
     assert (tmp_path / "r_roc.png").stat().st_size > 0 and features.is_file()
     again = eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "n.json"),
                            "--features", str(features), "--normalize-images"])
@@ -238,6 +254,85 @@ def test_tool_writes_report_plot_and_reuses_features(ijb, embedder, tmp_path, ca
     protocol = load_ijb(ijb)
     with np.load(features) as f:
         expected, _, _, _ = score_protocol(protocol, f["features"], f["readable"], True, True)
-    assert again["tar_at_far"] == expected["tar_at_far"]
+        np.save(tmp_path / "plain.npy", f["features"].astype(np.float32))  # as another tool would keep them
+    assert again["tar_at_far_insightface"] == expected["tar_at_far_insightface"]
+    plain = eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "p.json"),
+                           "--features", str(tmp_path / "plain.npy")])  # all-zero rows: the unreadable crops
+    assert plain["options"]["features_dtype"] == "float32" and plain["options"]["flip"] is None
+    assert plain["unreadable_images"] == 2 and plain["tar_at_far_conservative"] == report["tar_at_far_conservative"]
     with pytest.raises(SystemExit, match="no such model file"):
         eval_ijb.main([str(ijb), "--model", str(tmp_path / "none.keras"), "--out", str(tmp_path / "x.json")])
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 4), np.float32))
+    with pytest.raises(SystemExit, match=r"^error: .*wrong.npy: holds a float32 array of shape \(3, 4\); .* with 57 rows"):
+        eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "x.json"),
+                       "--features", str(tmp_path / "wrong.npy")])
+    with pytest.raises(SystemExit) as exit_info:  # would be written as .npz under a .npy name: refused
+        eval_ijb.main([str(ijb), "--model", str(model), "--out", str(tmp_path / "x.json"),
+                       "--features", str(tmp_path / "new.npy")])
+    assert exit_info.value.code == 2 and "give a .npz name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # checked before embedding, not when the report is written
+        eval_ijb.main([str(ijb), "--model", str(model), "--out", str(model / "r.json")])
+    assert exit_info.value.code == 2 and f"--out {model / 'r.json'}: {model} is a file" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+# A hand-built ROC: (false, true) accepts at each distinct score, highest first, over 10 impostor and 4
+# genuine pairs: (0, 1) (0, 2) (1, 2) (2, 2) (3, 2) (3, 3) (10, 4). sklearn drops (1, 2) and (2, 2), inner
+# points of a straight run, so its vertices are FAR 0, 0, 0, .3, .3, 1 at TAR 0, .25, .5, .5, .75, 1.
+HAND_SCORES = np.float32([0.9, 0.8, 0.7, 0.6, 0.5, 0.4] + [0.3] * 8)
+HAND_LABELS = np.array([1, 1, 0, 0, 0, 1] + [0] * 7 + [1], bool)
+
+
+def test_both_read_outs_on_a_hand_built_roc():
+    fpr, tpr = insightface_roc(HAND_SCORES, HAND_LABELS)
+    np.testing.assert_allclose(fpr, [0, 0, 0, .3, .3, 1], atol=1e-15)  # exact ratios of small counts
+    np.testing.assert_allclose(tpr, [0, .25, .5, .5, .75, 1], atol=1e-15)
+    tables, full_fpr, _ = tar_at_far(HAND_SCORES, HAND_LABELS, fars=(0.2, 0.1, 0.3, 0.01))
+    assert len(full_fpr) == 8  # (0, 0) and the seven points above
+    # FAR .2: the nearest vertex is .3 (gap .1; FAR 0 is .2 away), with TAR .75; at most .2 allows only .5
+    assert tables["insightface"] == {"2e-01": 0.75, "1e-01": 0.5, "3e-01": 0.75, "1e-02": 0.5}
+    assert tables["conservative"] == {"2e-01": 0.5, "1e-01": 0.5, "3e-01": 0.75, "1e-02": 0.5}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_insightface_read_out_equals_eval_ijbc_on_sklearns_roc(seed):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    labels = rng.random(3000) < 0.1
+    scores = np.round(rng.normal(labels * 1.5, 1.0), 2).astype(np.float32)  # rounded: many tied scores
+    fpr, tpr, _ = sklearn_metrics.roc_curve(labels, scores)
+    ours_fpr, ours_tpr = insightface_roc(scores, labels)
+    np.testing.assert_array_equal(ours_fpr, fpr)
+    np.testing.assert_array_equal(ours_tpr, tpr)
+    fars = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 0.3)
+    tables, _, _ = tar_at_far(scores, labels, fars)
+    assert tables["insightface"] == {f"{far:.0e}": insightface_read_out(fpr, tpr, far) for far in fars}
+
+
+def test_parse_errors_name_the_file_and_line(ijb, tmp_path):
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    for path in (ijb / "meta").iterdir():
+        (meta / path.name).write_text(path.read_text())
+    pairs = meta / "ijbc_template_pair_label.txt"
+    original = pairs.read_text()
+    for text, message in [
+        ("TEMPLATE1 TEMPLATE2 LABEL\n" + original, r":1: 'TEMPLATE1' is not an integer; expected 'template templ"),
+        (original.replace("\n", "\n\n", 2) + "100 101 2\n", rf":{original.count(chr(10)) + 3}: the label must be 0 or 1"),
+        ("100 101 1\n100 101\n", r":2: expected 3 fields, found 2"),
+    ]:
+        pairs.write_text(text)
+        with pytest.raises(ValueError, match=rf"ijbc_template_pair_label.txt{message}"):
+            load_ijb(tmp_path)
+    pairs.write_text(original.replace("\n", "\n\n"))  # blank lines are no error
+    assert len(load_ijb(tmp_path).pairs) == original.count("\n")
+    tid = meta / "ijbc_face_tid_mid.txt"
+    lines = tid.read_text().splitlines()
+    tid.write_text("\n".join(lines[:2] + [lines[2].replace(" ", " x", 1)] + lines[3:]) + "\n")
+    with pytest.raises(ValueError, match=r"ijbc_face_tid_mid.txt:3: 'x[0-9]+' is not an integer"):
+        load_ijb(tmp_path)
+    tid.write_text("\n".join(lines) + "\n")
+    gallery = meta / "ijbc_1N_gallery_G1.csv"
+    gallery.write_text(gallery.read_text() + "\n101,one,x.jpg,1\n")
+    with pytest.raises(ValueError, match=r"ijbc_1N_gallery_G1.csv:[0-9]+: 'one' is not an integer"):
+        load_ijb(tmp_path)

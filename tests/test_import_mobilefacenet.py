@@ -1,6 +1,6 @@
 """arcface_torch / insightface MobileFaceNet weights (torch zip state dict; ONNX with BN kept, folded,
-or folded in the convs only as PyTorch exported the published w600k_mbf) → our backbone, compared
-with onnxruntime running the same graph."""
+folded in the convs only as PyTorch exported the published w600k_mbf, or with the weight ops of an
+export without constant folding) → our backbone, compared with onnxruntime running the same graph."""
 import sys
 from pathlib import Path
 
@@ -38,6 +38,7 @@ def files(tmp_path_factory):
         write_mbf_onnx(folder / f"{name}_kept.onnx", states[name], SIZE)
         write_mbf_onnx(folder / f"{name}_folded.onnx", states[name], SIZE, fold_bn=True)
     write_mbf_onnx(folder / "flatten_exported.onnx", states["flatten"], SIZE, fold_bn=True, fold_final=False)
+    write_mbf_onnx(folder / "gdc_unfolded.onnx", states["gdc"], SIZE, unfolded=True)
     write_torch_zip(folder / "gdc.pth", states["gdc"])
     images = np.random.default_rng(2).uniform(-1, 1, (4, SIZE, SIZE, 3)).astype(np.float32)
     return folder, states, images
@@ -56,8 +57,8 @@ def assert_matches_onnxruntime(model, folder, network, images):
         assert np.abs(ours - theirs).max() < TOLERANCE
 
 
-@pytest.mark.parametrize("name", ["gdc.pth", "gdc_kept.onnx", "gdc_folded.onnx", "flatten_kept.onnx",
-                                  "flatten_folded.onnx", "flatten_exported.onnx"])
+@pytest.mark.parametrize("name", ["gdc.pth", "gdc_kept.onnx", "gdc_folded.onnx", "gdc_unfolded.onnx",
+                                  "flatten_kept.onnx", "flatten_folded.onnx", "flatten_exported.onnx"])
 def test_imported_backbone_matches_onnxruntime(files, name):
     folder, _, images = files
     network = name.split("_")[0].split(".")[0]
@@ -102,7 +103,8 @@ def test_malformed_files_fail_naming_the_tensor(files, tmp_path):
     with pytest.raises(ValueError, match=r"missing.onnx: BatchNormalization '\w+' input 4 "
                                          r"'layers.4.layers.1.layers.1.running_var' is not a constant$"):
         import_backbone(path, input_size=(SIZE, SIZE))
-    write_torch_zip(tmp_path / "missing.pth", {k: v for k, v in states["gdc"].items() if k != "layers.2.layers.1.layers.0.weight"})
+    missing_key = "layers.2.layers.1.layers.0.weight"
+    write_torch_zip(tmp_path / "missing.pth", {k: v for k, v in states["gdc"].items() if k != missing_key})
     with pytest.raises(ValueError, match=r"missing key 'layers.2.layers.1.layers.0.weight'$"):
         import_backbone(tmp_path / "missing.pth", input_size=(SIZE, SIZE))
 

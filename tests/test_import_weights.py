@@ -4,6 +4,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -124,6 +125,47 @@ def test_code_in_a_checkpoint_is_refused(files, tmp_path):
         read_state_dict(path)
 
 
+FC = "fc.weight"  # (8, 128) float32: a storage of 1,024 elements, 4,096 bytes
+
+
+@pytest.mark.parametrize("layout, message", [
+    ((0, (8, 256), (256, 1)), "fc.weight: storage holds 4096 bytes, the tensor needs 8192"),  # shape past the storage
+    ((1, (8, 128), (128, 1)), "fc.weight: storage holds 4096 bytes, the tensor needs 4100"),  # offset pushes it past
+    ((2**62, (8, 128), (128, 1)), f"fc.weight: storage holds 4096 bytes, the tensor needs {(2**62 + 1024) * 4}$"),
+    ((0, (8, 128), (2**63, 1)), f"fc.weight: storage holds 4096 bytes, the tensor needs {(7 * 2**63 + 128) * 4}$"),
+    ((0, (8, 128), (-128, 1)), r"fc.weight: strides \(-128, 1\): expected 2 integers >= 0"),
+    ((-4, (8, 128), (128, 1)), r"fc.weight: storage offset -4: expected an integer >= 0"),
+    ((0, (8, -128), (128, 1)), r"fc.weight: shape \(8, -128\): expected a tuple of integers >= 0"),
+    ((0, (2**20, 2**20), (0, 0)), r"fc.weight: shape \(1048576, 1048576\) has 1099511627776 elements, more than the 1024"),
+])
+def test_tensor_layouts_outside_their_storage_are_refused_naming_the_key(files, tmp_path, layout, message):
+    """Checked before any strided view: a hostile offset, shape or stride never reads past the storage."""
+    state = files[1]
+    write_torch_zip(tmp_path / "bad.pth", state, layouts={FC: layout})
+    with pytest.raises(ValueError, match=message):
+        read_state_dict(tmp_path / "bad.pth")
+
+
+def test_a_short_storage_fails_the_import_in_one_line_and_writes_nothing(files, tmp_path):
+    from tools import import_weights
+
+    folder, state, _ = files
+    key = f"archive/data/{list(state).index(FC)}"
+    with zipfile.ZipFile(folder / "backbone.pth") as source, zipfile.ZipFile(tmp_path / "short.pth", "w") as target:
+        for item in source.namelist():
+            target.writestr(item, source.read(item)[:2048] if item == key else source.read(item))
+    out = tmp_path / "short.keras"
+    with pytest.raises(SystemExit) as exit_info:
+        import_weights.main([str(tmp_path / "short.pth"), "--out", str(out), "--input-size", str(SIZE)])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and len(message.splitlines()) == 1
+    assert f"{FC}: storage {key.rsplit('/', 1)[1]} holds 2048 bytes, its header declares 1024 elements" in message
+    assert list(tmp_path.iterdir()) == [tmp_path / "short.pth"]  # no model, no temporary
+    with pytest.raises(SystemExit) as exit_info:  # an --out that cannot be written: before any import work
+        import_weights.main([str(folder / "backbone.pth"), "--out", str(tmp_path / "short.pth" / "x.keras")])
+    assert exit_info.value.code == 2
+
+
 def test_tool_writes_a_keras_backbone(files, tmp_path, capsys):
     from tools import import_weights
 
@@ -148,13 +190,20 @@ def test_torch_checkpoint_if_torch_is_installed(files, tmp_path):
     assert all(np.array_equal(loaded[k], state[k]) for k in state)
 
 
-def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
+@pytest.fixture(scope="module")
+def imported(files, tmp_path_factory):
+    """The backbone.pth imported and saved as a .keras file (what model.pretrained names)."""
+    path = tmp_path_factory.mktemp("imported") / "r18.keras"
+    import_backbone(files[0] / "backbone.pth", input_size=(SIZE, SIZE))[0].save(path)
+    return path
+
+
+def test_model_pretrained_starts_training_from_the_import(files, imported, tmp_path):
     from arcface_keras.config import ConfigError, Data, Experiment, Model, validate
     from arcface_keras.training.model import build_face_model
 
     folder, _, images = files
-    path = tmp_path / "r18.keras"
-    import_backbone(folder / "backbone.pth", input_size=(SIZE, SIZE))[0].save(path)
+    path = imported
     spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric", "dropout": 0.2}
     config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(path))
     validate(Experiment(data=Data(synthetic={"identities": 4}), model=config))
@@ -169,3 +218,28 @@ def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
     with pytest.raises(ConfigError, match="model.pretrained='.*missing.keras': no such file"):
         validate(Experiment(data=Data(synthetic={"identities": 4}),
                             model=Model(backbone=spec, pretrained=str(tmp_path / "missing.keras"))))
+
+
+def test_a_pretrained_network_that_differs_stops_run_in_one_line_before_any_file(imported, tmp_path, repo_root,
+                                                                                 monkeypatch):
+    from tools import run as run_tool
+
+    path = imported
+    spec = {"type": "resnet18", "width": BASE / 64, "padding": "same"}  # the import needs "symmetric"
+    for identity in range(2):  # a tiny identity folder: no synthetic generation, no verification set
+        (tmp_path / "faces" / f"id{identity}").mkdir(parents=True)
+        (tmp_path / "faces" / f"id{identity}" / "0.jpg").write_bytes(
+            cv2.imencode(".jpg", np.full((SIZE, SIZE, 3), 60 * identity, np.uint8))[1].tobytes())
+    overrides = [
+        "data.synthetic={}", f"data.train={tmp_path / 'faces'}", f"data.cache_dir={tmp_path / 'cache'}",
+        f"data.image_size={SIZE}", f"model.backbone={spec}",
+        f"model.embedding_size={EMBEDDING}", f"model.pretrained={path}", "train.steps_per_epoch=1", "train.epochs=1",
+        "train.batch_size=4", "log.wandb=disabled", f"log.work_dir={tmp_path / 'runs'}",
+    ]
+    monkeypatch.chdir(repo_root)
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool.main(["experiments/demo_synth_mfn_arc.py", *[a for o in overrides for a in ("--set", o)]])
+    message = str(exit_info.value.code)
+    assert len(message.splitlines()) == 1 and message.startswith(f"error: model.pretrained {path}: layer ")
+    assert "stage1_unit1_2_pad (ZeroPadding2D) there, stage1_unit1_shortcut_conv (Conv2D) in model.backbone" in message
+    assert not (tmp_path / "runs" / "demo_synth_mfn_arc" / "config.json").exists()

@@ -12,9 +12,10 @@ CHATTER = re.compile(r"absl::InitializeLog|oneDNN custom operations|cpu_feature_
 
 
 def test_a_tool_run_prints_no_tensorflow_startup_lines(tmp_path, repo_root):
-    for k in range(2):
-        (tmp_path / "faces" / "a").mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(tmp_path / "faces" / "a" / f"{k}.jpg"), np.full((8, 8, 3), 40 * k, np.uint8))
+    for person in ("a", "b"):  # two identities: the converter refuses fewer
+        for k in range(2):
+            (tmp_path / "faces" / person).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "faces" / person / f"{k}.jpg"), np.full((8, 8, 3), 40 * k, np.uint8))
     env = {key: value for key, value in os.environ.items() if not key.startswith("TF_CPP")}  # as a user starts it
     run = subprocess.run(
         [sys.executable, str(repo_root / "tools" / "make_tfrecord.py"), "--source", str(tmp_path / "faces"),

@@ -51,6 +51,31 @@ def test_bad_spec_and_duplicate(things):
         things.register("beta")(lambda: None)
 
 
+def test_a_keyword_the_engine_fills_in_is_refused_in_a_spec_and_given_by_build():
+    registry = Registry("thing", supplied={"size": "thing.size (set that instead)"})
+    registry.register("alpha")(lambda size=1, depth=2: (size, depth))
+    with pytest.raises(ValueError, match=r"^thing 'alpha' got size=3: expected no size, the engine sets it from "
+                                         r"thing.size \(set that instead\)$"):
+        registry.check({"type": "alpha", "size": 3})
+    assert registry.build({"type": "alpha", "depth": 4}, size=5) == (5, 4)
+
+
+def test_a_check_hook_sees_every_keyword_with_its_default_and_the_experiment():
+    registry, seen = Registry("thing"), []
+
+    def depth_below_limit(keywords, experiment):
+        seen.append((keywords, experiment))
+        if experiment is not None and keywords["depth"] >= experiment:
+            raise ValueError(f"got depth={keywords['depth']} with limit={experiment}: expected depth < {experiment}")
+
+    registry.register("alpha", check=depth_below_limit)(lambda size=1, depth=2: (size, depth))
+    registry.check({"type": "alpha", "size": 3}, 5)
+    assert seen == [({"size": 3, "depth": 2}, 5)]
+    with pytest.raises(ValueError, match=r"^thing 'alpha' got depth=7 with limit=5: expected depth < 5$"):
+        registry.check({"type": "alpha", "depth": 7}, 5)
+    assert registry.build({"type": "alpha", "depth": 7}) == (1, 7)  # alone: no experiment to compare with
+
+
 def test_forwarded_keywords_of_our_base_classes_count():
     from arcface_keras.registry import HEADS
 

@@ -11,6 +11,8 @@ import pytest
 from arcface_keras.data.sources import read_list
 from arcface_keras.data.tfrecord import ShardError, read_examples, read_manifest, verify, write_shards
 
+TRUNCATED_JPEG = "truncated JPEG (the data ends before its end-of-image marker)"
+
 
 def load_tool(repo_root):
     spec = importlib.util.spec_from_file_location("make_tfrecord", repo_root / "tools" / "make_tfrecord.py")
@@ -75,7 +77,7 @@ def test_merge_offsets_labels_and_keeps_bytes(two_sources, repo_root, capsys):
     with open(out / "skipped.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted((os.path.basename(r["item"]), r["reason"]) for r in rows) == [
-        ("broken.jpg", "not a decodable image"), ("empty.jpg", "empty file")]
+        ("broken.jpg", TRUNCATED_JPEG), ("empty.jpg", "empty file")]  # its first segment runs past the end
 
 
 def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, capsys):
@@ -85,7 +87,9 @@ def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, cap
     (tmp_path / "faces" / "dora").mkdir()
     (tmp_path / "faces" / "dora" / "notes.txt").write_text("no images here")
     (tmp_path / "faces" / "emil").mkdir()  # only an image that does not decode
-    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"neither a JPEG nor any other image")
+    whole = (tmp_path / "faces" / "anna" / "0.jpg").read_bytes()  # tf.io.decode_jpeg would stop training on it
+    (tmp_path / "faces" / "anna" / "cut.jpg").write_bytes(whole[:-1])
     out = tmp_path / "out"
     load_tool(repo_root).main(["--source", str(tmp_path / "faces"), "--out", str(out),
                                                 "--shards", "2", "--verify", "--quiet"])
@@ -100,12 +104,13 @@ def test_identities_without_a_usable_image_get_no_label(tmp_path, repo_root, cap
     with open(out / "skipped.csv") as f:
         rows = {(os.path.basename(r["item"]), r["reason"]) for r in csv.DictReader(f)}
     assert rows == {("bert", "no image files"), ("dora", "no image files"), ("emil", "no usable image"),
-                    ("0.jpg", "not a decodable image")}
+                    ("0.jpg", "not a decodable image"), ("cut.jpg", TRUNCATED_JPEG)}
 
 
 def test_a_conversion_that_writes_nothing_fails(tmp_path, repo_root):
-    (tmp_path / "faces" / "emil").mkdir(parents=True)
-    (tmp_path / "faces" / "emil" / "0.jpg").write_bytes(b"")
+    for identity in ("emil", "fritz"):
+        (tmp_path / "faces" / identity).mkdir(parents=True)
+        (tmp_path / "faces" / identity / "0.jpg").write_bytes(b"")
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match="no usable image in .*faces") as exit_info:
         load_tool(repo_root).main(["--source", str(tmp_path / "faces"), "--out", str(out), "--quiet"])
@@ -192,3 +197,51 @@ def test_tool_help_and_one_line_errors(tmp_path, repo_root, capsys):
     assert exit_info.value.code == 0 and "--list-root" in capsys.readouterr().out
     with pytest.raises(SystemExit, match=f"make_tfrecord: {tmp_path / 'nowhere'}: not a directory"):
         tool.main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+
+
+# ---------------------------------------------------------------- degenerate training sets
+
+
+def test_one_identity_is_refused_before_anything_is_written(tmp_path, repo_root):
+    faces = tmp_path / "faces"
+    write_identities(faces, ["solo"], 3, np.random.default_rng(2))
+    with pytest.raises(SystemExit, match=f"make_tfrecord: {faces}: found 1 identity, training needs at least 2") as exit_info:
+        load_tool(repo_root).main(["--source", str(faces), "--out", str(tmp_path / "out"), "--quiet"])
+    assert exit_info.value.code not in (0, None) and not (tmp_path / "out").exists()
+
+    from tools import run as run_tool  # as data.train: refused when it is converted, before a run directory
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool.main([str(repo_root / "experiments/demo_synth_mfn_arc.py"), "--set", "data.synthetic={}",
+                       "--set", f"data.train={faces}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+                       "--set", "log.wandb=disabled", "--work-dir", str(tmp_path / "runs")])
+    assert exit_info.value.code == f"error: data.train='{faces}': {faces}: found 1 identity, training needs at least 2"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_load_refuses_one_class_or_labels_beyond_the_classes(two_sources, repo_root):
+    from arcface_keras.config import ConfigError, Data, Experiment, validate
+    from arcface_keras.data.prepare import training_folder
+
+    tmp_path, _, _ = two_sources
+    out = tmp_path / "set"
+    load_tool(repo_root).main(["--source", str(tmp_path / "ms1m"), "--out", str(out), "--shards", "2", "--quiet"])
+    manifest = read_manifest(out)
+    assert manifest["max_label"] == 2 and manifest["num_classes"] == 3
+    experiment = Experiment(data=Data(train=str(out), cache_dir=str(tmp_path / "cache")))
+    validate(experiment)
+
+    def refused(edited, message, check=validate):
+        (out / "manifest.json").write_text(json.dumps(edited))
+        with pytest.raises(ConfigError, match=f"^data.train='{out}': {message}") as err:
+            check(experiment)
+        assert "\n" not in str(err.value)
+
+    refused({**manifest, "num_classes": 1}, r".*manifest.json holds 1 class\(es\); training needs at least 2 identities")
+    refused({**manifest, "num_classes": 2}, r".*manifest.json has labels up to 2, not below its num_classes=2")
+    older = {key: value for key, value in manifest.items() if key != "max_label"}  # no max_label: the shards are read
+    refused({**older, "num_classes": 2}, r".*tfrecord: label 2 outside \[0, 2\) of the manifest",
+            check=lambda e: (validate(e), training_folder(e.data)))
+    (out / "manifest.json").write_text(json.dumps(older))
+    assert training_folder(experiment.data) == out
+    assert len(list((tmp_path / "cache" / "verified").iterdir())) == 1  # read once, remembered

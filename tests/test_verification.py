@@ -344,3 +344,29 @@ def test_damaged_bin_gets_a_one_line_error(tmp_path):
     path.write_bytes(pickle.dumps(([b"not an image", b"x"], [True]), protocol=4))
     with pytest.raises(ValueError, match="broken.bin: image 0: not a decodable image"):
         sets.load_bin(path)
+
+
+def test_a_malicious_bin_is_refused_in_one_line_by_run_and_eval(tmp_path, repo_root, monkeypatch):
+    """At load, before any data or model is prepared: tools/run.py's check and tools/eval.py's inputs."""
+    import os
+
+    from tools import eval as eval_tool
+    from tools import run as run_tool
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'created'}",)
+
+    evil = tmp_path / "evil.bin"
+    evil.write_bytes(pickle.dumps(([Payload(), b"x"], [True]), protocol=4))
+    monkeypatch.chdir(repo_root)
+    system = f"{os.system.__module__}.system"
+    expected = rf"^error: data.val.evil='{evil}': refusing to load global {system} .*$"
+    with pytest.raises(SystemExit, match=expected):
+        run_tool.main(["experiments/demo_synth_mfn_arc.py", "--check", "--set", f"data.val.evil={evil}",
+                       "--set", f"data.cache_dir={tmp_path / 'cache'}"])
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_text("checked after the sets")
+    with pytest.raises(SystemExit, match=rf"^error: {evil}: refusing to load global {system} .*$"):
+        eval_tool.main(["--model", str(not_a_model), "--bin", str(evil), "--out", str(tmp_path / "r.json")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.bin", "model.keras"]  # nothing ran, nothing written

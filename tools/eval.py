@@ -2,6 +2,9 @@
 
     python tools/eval.py --model embedder.keras --bin lfw.bin --bin cfp_fp.bin --pairs DIR/pairs.txt \\
         --folder FACES --out report.json
+
+Missing inputs and a .bin that is not a plain pickle of images are refused before the model loads; a
+set whose images do not all decode (or are cut short) is skipped and reported, and the run exits 1.
 """
 import argparse
 import pathlib
@@ -15,9 +18,10 @@ from arcface_keras.data.verification import (  # noqa: E402
     load_generated_pairs,
     load_pairs,
     load_verification_set,
+    read_bin,
 )
 from arcface_keras.evaluation.verification import FARS  # noqa: E402
-from arcface_keras.io import write_json  # noqa: E402
+from arcface_keras.io import unwritable, write_json  # noqa: E402
 
 
 def parse_args(argv):
@@ -45,6 +49,27 @@ def set_name(kind, path):
     if kind == "bin" or (kind == "pairs" and path.name != PAIRS_TXT):
         return path.stem
     return path.parent.name if kind == "pairs" else path.name
+
+
+def check_inputs(args):
+    """The model file and every set exist, and each .bin unpickles (by the reader that runs none of its
+    code), before the model is loaded; SystemExit with one line otherwise."""
+    problems = [] if args.model.is_file() else [f"{args.model}: no such model file"]
+    problems += [f"--out {problem}" for problem in [unwritable(args.out)] if problem]
+    if args.root is not None and not args.root.is_dir():
+        problems.append(f"--root {args.root}: no such folder")
+    for kind, path in args.sets:
+        if kind == "bin":
+            try:
+                read_bin(path)
+            except (OSError, ValueError) as exc:
+                problems.append(str(exc))
+        elif kind == "pairs" and not path.is_file():
+            problems.append(f"{path}: no such pairs file")
+        elif kind == "folder" and not path.is_dir():
+            problems.append(f"{path}: no such folder")
+    if problems:
+        sys.exit(f"error: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
 
 def load_set(kind, path, args):
@@ -83,6 +108,7 @@ def format_table(results):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_inputs(args)
     from arcface_keras.evaluation.embed import embed_images
     from arcface_keras.evaluation.plots import plot_roc
     from arcface_keras.evaluation.verification import evaluate

@@ -13,6 +13,7 @@ flip, must be under 1e-4, or nothing is written). The tool prints the backbone s
 result with `--set model.pretrained=OUT`, e.g. {"type": "resnet50", "padding": "symmetric"}.
 """
 import argparse
+import importlib.util
 import os
 import pathlib
 import sys
@@ -22,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from arcface_keras.evaluation.verification import l2_normalize  # noqa: E402
+from arcface_keras.io import unwritable  # noqa: E402
 from arcface_keras.pretrained.weights import ARCHITECTURES  # noqa: E402
 
 # Float32 through 50-100 layers, two implementations summing in different orders: a few 1e-7 on
@@ -34,7 +36,8 @@ def parse_args(argv):
     parser.add_argument("weights", type=pathlib.Path, help="arcface_torch backbone.pth (state dict) or .onnx file")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="the .keras backbone to write")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), help="the network (default: read from the file)")
-    parser.add_argument("--depth", type=int, choices=(18, 34, 50, 100), help="fail unless the IResNet weights have this depth")
+    parser.add_argument("--depth", type=int, choices=(18, 34, 50, 100),
+                        help="fail unless the IResNet weights have this depth")
     parser.add_argument("--width", type=float, help="fail unless the weights have this width (1.0: 64..512 channels)")
     parser.add_argument("--embedding-size", type=int, help="fail unless the weights have this embedding size")
     parser.add_argument("--input-size", type=int, default=112, help="square input size (a flattening fc needs 112)")
@@ -42,6 +45,11 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.out.suffix != ".keras":
         parser.error(f"--out {args.out}: expected a .keras file name")
+    problem = unwritable(args.out)
+    if problem:
+        parser.error(f"--out {problem}")
+    if args.weights.suffix.lower() == ".onnx" and importlib.util.find_spec("onnxruntime") is None:
+        parser.error(f"{args.weights}: an ONNX import is checked against onnxruntime: pip install onnxruntime")
     return args
 
 
@@ -76,7 +84,8 @@ def main(argv=None):
         model, spec = import_backbone(args.weights, args.architecture, (args.input_size, args.input_size), **expected)
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
-    report = {"model": model.name, "backbone": spec, "parameters": int(model.count_params()), "embedding_size": int(model.output_shape[-1])}
+    report = {"model": model.name, "backbone": spec, "parameters": int(model.count_params()),
+              "embedding_size": int(model.output_shape[-1])}
     if args.weights.suffix.lower() == ".onnx":
         report["max_abs_difference"] = onnx_difference(model, args.weights, args.check_batch)
         print(f"onnxruntime vs keras: max |Δ| of normalised embeddings {report['max_abs_difference']:.2e}")

@@ -44,6 +44,7 @@ def load_images(inputs, rows, size):
     import numpy as np
 
     from arcface_keras.data.folders import is_image_file
+    from arcface_keras.data.integrity import UnreadableImage, read_bgr_file
 
     paths = []
     for item in map(pathlib.Path, inputs):
@@ -55,10 +56,12 @@ def load_images(inputs, rows, size):
             raise SystemExit(f"preview_augment: {item}: no such file or folder")
     images = []
     for path in paths:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is not None:
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        try:
+            image = read_bgr_file(path)
+        except (OSError, UnreadableImage):  # missing, cut short or undecodable: left out of the preview
+            continue
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         if len(images) == rows:
             break
     if not images:

@@ -52,14 +52,24 @@ def main(argv=None):
         experiment.name = sweep.agent_run_name(experiment.name, os.environ)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         sys.exit(f"error: {exc.args[0] if exc.args else exc}")
-    if args.check:
+    if args.check:  # what engine.run checks before any work, then the resolved settings
         import json
 
+        from arcface_keras.data.prepare import check_val_bins
+
+        try:
+            check_val_bins(experiment.data.val)
+        except ConfigError as exc:
+            sys.exit(f"error: {exc.args[0]}")
         print(json.dumps(experiment.to_dict(), indent=2))
         return None
     from arcface_keras.training import engine
 
-    result = engine.run(experiment, command=[sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv])
+    command = [sys.executable, *sys.argv] if argv is None else ["tools/run.py", *argv]
+    try:  # settings only the data or the model can refute (one identity in data.train, model.pretrained not the
+        result = engine.run(experiment, command=command)  # same network) fail as they would have at load
+    except ConfigError as exc:
+        sys.exit(f"error: {exc.args[0]}")
     print(engine.format_result(result))
     return result
 

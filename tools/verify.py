@@ -13,11 +13,14 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import zipfile  # noqa: E402
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from arcface_keras.data.decode import decode_rgb  # noqa: E402
-from arcface_keras.faces.preprocess import CropOptions, crop_face, jpeg_bytes, read_rgb  # noqa: E402
+from arcface_keras.data.integrity import UnreadableImage, read_bgr_file  # noqa: E402
+from arcface_keras.faces.preprocess import CropOptions, crop_face, jpeg_bytes  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -36,6 +39,8 @@ def parse_args(argv=None):
         parser.error("--report and --set go together: the threshold of set NAME in report R")
     if args.report is not None and args.threshold is not None:
         parser.error("give --report/--set or --threshold, not both")
+    if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold {args.threshold}: a cosine similarity lies in [-1, 1]")
     return args
 
 
@@ -44,26 +49,34 @@ def report_threshold(report_path, set_name):
     try:
         sets = json.loads(pathlib.Path(report_path).read_text()).get("sets")
     except (OSError, ValueError, AttributeError) as error:
-        raise SystemExit(f"{report_path}: not a readable evaluation report ({error})") from None
+        raise SystemExit(f"error: {report_path}: not a readable evaluation report ({error})") from None
     if not isinstance(sets, dict) or not sets:
-        raise SystemExit(f"{report_path}: no 'sets' in this report; expected one written by a run or tools/eval.py")
+        raise SystemExit(f"error: {report_path}: no 'sets' in this report; expected one written by a run or tools/eval.py")
     if set_name not in sets:
-        raise SystemExit(f"{report_path}: no set {set_name!r}; it has {', '.join(sorted(sets))}")
+        raise SystemExit(f"error: {report_path}: no set {set_name!r}; it has {', '.join(sorted(sets))}")
     distance = sets[set_name].get("threshold") if isinstance(sets[set_name], dict) else None
     if not isinstance(distance, (int, float)):
-        raise SystemExit(f"{report_path}: set {set_name!r} has no threshold (was it evaluated?)")
+        raise SystemExit(f"error: {report_path}: set {set_name!r} has no threshold (was it evaluated?)")
     return 1.0 - distance / 2.0, f"{report_path} {set_name}: squared-L2 {distance:.3f}"
 
 
-def aligned_face(path, size, min_face):
+def read_photo(path):
+    """The photo at `path` as RGB; SystemExit naming it when it is missing, cut short or undecodable."""
+    try:
+        return cv2.cvtColor(read_bgr_file(path), cv2.COLOR_BGR2RGB)
+    except OSError as error:
+        raise SystemExit(f"error: {path}: {error.strerror or error}") from None
+    except UnreadableImage as error:
+        raise SystemExit(f"error: {path}: not a readable image ({error})") from None
+
+
+def aligned_face(path, size, min_face, image=None):
     """The largest face of a photo as a training crop: aligned, stored as JPEG, decoded by the one decoder."""
-    image = read_rgb(path)
-    if image is None:
-        raise SystemExit(f"{path}: not a readable image")
+    image = read_photo(path) if image is None else image
     options = CropOptions(size=size, min_face=min_face)
     crop = crop_face(image, options)
     if isinstance(crop, str):
-        raise SystemExit(f"{path}: {crop.replace('_', ' ')} (faces of at least {min_face} pixels are used)")
+        raise SystemExit(f"error: {path}: {crop.replace('_', ' ')} (faces of at least {min_face} pixels are used)")
     return decode_rgb(jpeg_bytes(crop, options.quality, path), path)
 
 
@@ -72,14 +85,21 @@ def main(argv=None):
     threshold, source = args.threshold, "--threshold"
     if args.report is not None:
         threshold, source = report_threshold(args.report, args.set_name)
+    if not pathlib.Path(args.model).is_file():
+        raise SystemExit(f"error: {args.model}: no such model file")
+    photos = [read_photo(path) for path in (args.photo1, args.photo2)]  # both read before the model loads
     import keras
 
     from arcface_keras.evaluation.embed import embed_images
 
-    embedder = keras.saving.load_model(args.model, compile=False)
+    try:
+        embedder = keras.saving.load_model(args.model, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+        raise SystemExit(f"error: {args.model}: cannot load the embedder ({error})") from None
     size = tuple(embedder.input_shape[1:3])
     size = (112, 112) if None in size else size
-    faces = np.stack([aligned_face(path, size, args.min_face) for path in (args.photo1, args.photo2)])
+    faces = np.stack([aligned_face(path, size, args.min_face, photo)
+                      for path, photo in zip((args.photo1, args.photo2), photos)])
     embeddings = embed_images(embedder, faces, batch_size=2, flip=not args.no_flip)
     similarity = float(np.dot(embeddings[0], embeddings[1]))
     if threshold is None:

@@ -1,9 +1,17 @@
 """Building blocks shared by the backbones: a fused batch norm and the conv/BN/PReLU helpers."""
 import math
 import numbers
+from typing import Annotated, Literal
 
 import keras
+from annotated_types import Ge, Gt, doc
 from keras import ops
+
+# The keywords every backbone takes (their ranges are checked when an experiment loads, see registry.py).
+InputShape = tuple[int, int, int]  # (height, width, channels)
+EmbeddingSize = Annotated[int, Ge(1)]
+Width = Annotated[float, Gt(0), doc("a multiplier of the channels")]
+Padding = Literal["same", "symmetric"]  # of the strided convs: Keras' or PyTorch's (see conv_bn)
 
 # PyTorch's defaults (momentum 0.1 of the new batch, eps 1e-5), as insightface trains its models.
 BN_MOMENTUM = 0.9

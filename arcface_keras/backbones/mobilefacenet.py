@@ -1,10 +1,14 @@
 """MobileFaceNet (Chen et al. 2018): inverted-residual bottlenecks, PReLU and a GDC embedding layer."""
 import numbers
+import typing
+from typing import Annotated, Literal
 
 import keras
+from annotated_types import Ge
 
 from arcface_keras.backbones.layers import (
-    batch_norm, channels, check_arguments, conv_bn, gdc_embedding, group_count,
+    EmbeddingSize, InputShape, Padding, Width, batch_norm, channels, check_arguments, conv_bn, gdc_embedding,
+    group_count,
 )
 from arcface_keras.registry import BACKBONES
 
@@ -19,8 +23,9 @@ STEM_CHANNELS = 64
 STEM_EXPANSION = 128
 HEAD_CHANNELS = 512
 REDUCED_CHANNELS = 64
-OUTPUTS = ("GDC", "flatten")
-PADDINGS = ("same", "symmetric")
+Output = Literal["GDC", "flatten"]
+Blocks = tuple[Annotated[int, Ge(1)], Annotated[int, Ge(0)], Annotated[int, Ge(0)], Annotated[int, Ge(0)]]
+OUTPUTS, PADDINGS = typing.get_args(Output), typing.get_args(Padding)
 
 
 def bottleneck(x, expansion, out_channels, strides, name, padding="same"):
@@ -58,8 +63,8 @@ def check_options(blocks, padding, output):
 
 
 @BACKBONES.register("mobilefacenet")
-def mobilefacenet(input_shape: tuple = (112, 112, 3), embedding_size: int = 128, width: float = 1.0,
-                  blocks: tuple = BLOCKS, padding: str = "same", output: str = "GDC"):
+def mobilefacenet(input_shape: InputShape = (112, 112, 3), embedding_size: EmbeddingSize = 128, width: Width = 1.0,
+                  blocks: Blocks = BLOCKS, padding: Padding = "same", output: Output = "GDC"):
     """MobileFaceNet: image (B, H, W, 3) in [-1, 1] → embedding (B, embedding_size).
 
     `width` multiplies the stem and bottleneck channels (64, 128); the wide channels (depthwise

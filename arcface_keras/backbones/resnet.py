@@ -1,15 +1,21 @@
 """IResNet (the ArcFace paper's "IR" ResNets, as insightface's arcface_torch builds them)."""
+import typing
+from typing import Annotated, Literal
+
 import keras
+from annotated_types import Interval, doc
 
 from arcface_keras.backbones.layers import (
-    CONV_INIT, batch_norm, channels, check_arguments, conv_bn, gdc_embedding, prelu,
+    CONV_INIT, EmbeddingSize, InputShape, Padding, Width, batch_norm, channels, check_arguments, conv_bn, gdc_embedding,
+    prelu,
 )
 from arcface_keras.registry import BACKBONES
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
-OUTPUTS = ("E", "GDC")
-PADDINGS = ("same", "symmetric")
+Output = Literal["E", "GDC"]
+OUTPUTS, PADDINGS = typing.get_args(Output), typing.get_args(Padding)
+Dropout = Annotated[float, Interval(ge=0, lt=1), doc("the fraction of units dropped")]
 SE_REDUCTION = 16
 
 
@@ -70,8 +76,10 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
         raise ValueError(f"{name}: padding must be one of {PADDINGS}, got {padding!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
-    if dropout and output != "E":
-        raise ValueError(f"{name}: dropout applies to output 'E' only, got output={output!r} with dropout={dropout!r}")
+    try:
+        dropout_needs_output_e({"dropout": dropout, "output": output})
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = conv_bn(inputs, channels(STAGE_CHANNELS[0], width), 3, "stem")
@@ -86,14 +94,21 @@ def iresnet(depth, input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, s
     return keras.Model(inputs, outputs, name=name)
 
 
+def dropout_needs_output_e(keywords, experiment=None):
+    """Dropout is a layer of output "E" only: "GDC" has none, so a dropout there would do nothing."""
+    if keywords["dropout"] and keywords["output"] != "E":
+        raise ValueError(f"got dropout={keywords['dropout']!r} with output={keywords['output']!r}: expected "
+                         "dropout=0 with output 'GDC' (it has no dropout layer), or output 'E'")
+
+
 def _register(depth):
-    def build(input_shape=(112, 112, 3), embedding_size=512, dropout=0.0, se=False, output="E", width=1.0,
-              padding="same"):
+    def build(input_shape: InputShape = (112, 112, 3), embedding_size: EmbeddingSize = 512, dropout: Dropout = 0.0,
+              se: bool = False, output: Output = "E", width: Width = 1.0, padding: Padding = "same"):
         return iresnet(depth, input_shape, embedding_size, dropout, se, output, width, padding)
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"
     build.__doc__ = f"IResNet-{depth}; see `iresnet`."
-    return BACKBONES.register(f"resnet{depth}")(build)
+    return BACKBONES.register(f"resnet{depth}", check=dropout_needs_output_e)(build)
 
 
 resnet18, resnet34, resnet50, resnet100 = (_register(depth) for depth in DEPTHS)

@@ -5,13 +5,15 @@ the evaluation loaders. JPEGs use the accurate integer DCT, libjpeg's own defaul
 and PIL return; TensorFlow's default, the fast DCT, is up to tens of grey levels off on fine detail.
 Formats TensorFlow cannot read (WebP, TIFF, PGM, …) decode with OpenCV; training shards never hold
 them (conversion re-encodes them as JPEG). Resizing is area averaging on float pixels, by one op.
+A JPEG or PNG cut short is refused before any decoder sees it (data/integrity.py).
 """
 import cv2
 import numpy as np
 import tensorflow as tf
 
+from arcface_keras.data.integrity import JPEG_START, PNG_START, truncation
+
 JPEG_DCT = "INTEGER_ACCURATE"
-_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 
 
 def decode_tensor(image_bytes):
@@ -43,7 +45,10 @@ def decode_image(image_bytes, image_size):
 def decode_rgb(data, where):
     """Encoded image bytes (or a uint8 array of them) → uint8 RGB (H, W, 3); ValueError naming `where`."""
     data = bytes(data) if isinstance(data, (bytes, bytearray)) else np.asarray(data, np.uint8).tobytes()
-    if data.startswith(_JPEG) or data.startswith(_PNG):
+    reason = truncation(data)
+    if reason:
+        raise ValueError(f"{where}: {reason}")
+    if data.startswith(JPEG_START) or data.startswith(PNG_START):
         try:
             return decode_tensor(tf.constant(data)).numpy()
         except tf.errors.InvalidArgumentError:

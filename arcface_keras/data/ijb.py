@@ -11,6 +11,8 @@
 corner. The 1:N files are optional: without them only 1:1 verification runs.
 """
 import dataclasses
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,63 +43,98 @@ def find_target(meta):
     return found[0]
 
 
-def _rows(path, columns):
-    """Whitespace-separated rows of `columns` fields (first a name), as a list of split lines."""
+def _lines(path):
+    """(line number, fields) of each non-blank line of a whitespace-separated protocol file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing protocol file")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    for number, row in enumerate(rows, start=1):
-        if len(row) != columns:
-            raise ValueError(f"{path}:{number}: expected {columns} fields, found {len(row)}")
+    rows = [(number, line.split()) for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
     if not rows:
         raise ValueError(f"{path}: empty")
     return rows
 
 
-def _named_values(path, columns, dtype, what):
-    """(names, (N, columns - 1) values) of rows that start with a name; one line naming the file if a value is bad."""
-    rows = _rows(path, columns)
+def _bad_field(fields, kinds):
+    """What is wrong with one line's fields against `kinds` (a type per column), or None."""
+    if len(fields) != len(kinds):
+        return f"expected {len(kinds)} fields, found {len(fields)}"
+    for field, kind in zip(fields, kinds):
+        try:
+            kind(field)
+        except ValueError:
+            return f"{field!r} is not {'an integer' if kind is int else 'a number'}"
+    return None
+
+
+def _named_values(path, kinds, dtype):
+    """(names, (N, len(kinds) - 1) values) of lines that start with a name; errors name the file and line."""
+    rows = _lines(path)
+    for number, fields in rows:
+        if len(fields) != len(kinds):
+            raise ValueError(f"{path}:{number}: expected {len(kinds)} fields, found {len(fields)}")
     try:
-        values = np.array([row[1:] for row in rows], dtype)
-    except ValueError as error:
-        raise ValueError(f"{path}: {what} ({error})") from None
-    return [row[0] for row in rows], values
+        values = np.array([fields[1:] for _, fields in rows], dtype)
+    except ValueError as error:  # name the first line numpy could not read
+        found = next((f"{number}: {p}" for number, p in ((n, _bad_field(f, kinds)) for n, f in rows) if p), f" {error}")
+        raise ValueError(f"{path}:{found}") from None
+    return [fields[0] for _, fields in rows], values
 
 
 def read_landmarks(path):
     """(names, (N, 5, 2) landmarks, (N,) detector scores) of a *_name_5pts_score.txt."""
-    names, values = _named_values(path, 12, np.float32, "non-numeric landmark or score")
+    names, values = _named_values(path, (str,) + (float,) * 11, np.float32)
     return names, values[:, :10].reshape(-1, 5, 2), values[:, 10]
 
 
 def read_template_media(path):
     """(names, template ids, media ids) of a *_face_tid_mid.txt."""
-    names, ids = _named_values(path, 3, np.int64, "non-integer template or media id")
+    names, ids = _named_values(path, (str, int, int), np.int64)
     return names, ids[:, 0], ids[:, 1]
 
 
+def _pair_line_problem(fields):
+    return _bad_field(fields, (int, int, int)) or (None if fields[2] in ("0", "1") else "the label must be 0 or 1")
+
+
 def read_pairs(path):
-    """((P, 2) template ids, (P,) bool labels) of a *_template_pair_label.txt (15.7M lines for IJB-C)."""
+    """((P, 2) template ids, (P,) bool labels) of a *_template_pair_label.txt (15.7M lines for IJB-C).
+
+    Read by numpy in one pass; when that finds anything but lines of three integers and a 0/1 label,
+    the file is read again line by line to name the first bad line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing protocol file")
-    values = np.fromstring(path.read_bytes().decode("ascii"), dtype=np.int64, sep=" ")
-    if values.size == 0 or values.size % 3:
-        raise ValueError(f"{path}: expected lines of 'template template label', read {values.size} numbers")
+    text = path.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warns, and stops, at the first text that is not a number
+        try:
+            values = np.fromstring(text.decode("ascii"), dtype=np.int64, sep=" ")
+        except (DeprecationWarning, ValueError, UnicodeDecodeError):
+            values = None
+    lines = text.count(b"\n") + (not text.endswith(b"\n"))
+    if values is None or values.size != 3 * lines or not np.isin(values[2::3], (0, 1)).all():
+        for number, line in enumerate(io.BytesIO(text), 1):
+            fields = line.decode("ascii", "replace").split()
+            problem = fields and _pair_line_problem(fields)
+            if problem:
+                raise ValueError(f"{path}:{number}: {problem}; expected 'template template label', "
+                                 f"got {line.strip()[:80].decode('ascii', 'replace')!r}")
+        if values is None or values.size % 3:  # unreachable unless numpy and Python disagree on a number
+            raise ValueError(f"{path}: expected lines of 'template template label'")
+    if values.size == 0:
+        raise ValueError(f"{path}: empty")
     values = values.reshape(-1, 3)
-    if not np.isin(values[:, 2], (0, 1)).all():
-        raise ValueError(f"{path}: labels must be 0 or 1")
     return values[:, :2], values[:, 2].astype(bool)
 
 
 def read_subject_list(path):
     """(unique template ids, their subject ids) of a 1:N gallery or probe .csv."""
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    if not lines or not lines[0].upper().startswith("TEMPLATE_ID"):
+    lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    if not lines or not lines[0][1].upper().startswith("TEMPLATE_ID"):
         raise ValueError(f"{path}: expected a header TEMPLATE_ID,SUBJECT_ID,...")
-    try:
-        ids = np.array([line.split(",")[:2] for line in lines[1:]], np.int64)
-    except ValueError as error:
-        raise ValueError(f"{path}: non-integer template or subject id ({error})") from None
+    for number, line in lines[1:]:
+        problem = _bad_field(line.split(",")[:2], (int, int))
+        if problem:
+            raise ValueError(f"{path}:{number}: {problem} (TEMPLATE_ID,SUBJECT_ID,... expected)")
+    ids = np.array([line.split(",")[:2] for _, line in lines[1:]], np.int64).reshape(-1, 2)
     templates, first = np.unique(ids[:, 0], return_index=True)
     subjects = ids[first, 1]
     mixed = ids[:, 1] != subjects[np.searchsorted(templates, ids[:, 0])]

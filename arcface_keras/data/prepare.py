@@ -3,10 +3,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from arcface_keras.config import ConfigError
+from arcface_keras.config import FOLDS, SYNTHETIC_SET, ConfigError, check_label_space, synthetic_settings
 from arcface_keras.data.tfrecord import MANIFEST
-
-SYNTHETIC_KEYS = {"identities", "images", "val_identities", "val_images", "val_pairs", "seed"}
 
 
 def cache_dir(data):
@@ -17,52 +15,83 @@ def training_folder(data):
     """The TFRecord folder to train on: `data.train` as is, or converted once into cached shards.
 
     `data.train` may be a TFRecord folder (with manifest.json), an identity folder or an
-    InsightFace .rec file; `data.synthetic` generates identities instead.
+    InsightFace .rec file; `data.synthetic` generates identities instead. The folder holds 2+
+    classes and every label is below its num_classes (ConfigError naming the setting otherwise).
     """
     from arcface_keras.data import sources
 
-    if data.synthetic:
-        return cached_conversion(synthetic_train_folder(data), sources.folder_source, cache_dir(data))
-    train = Path(data.train).expanduser()
-    if (train / MANIFEST).is_file():
-        return train
-    make = sources.rec_source if train.suffix == ".rec" else sources.folder_source
-    return cached_conversion(train, make, cache_dir(data))
+    key = "data.synthetic" if data.synthetic else f"data.train={data.train!r}"
+    try:
+        if data.synthetic:
+            folder = cached_conversion(synthetic_train_folder(data), sources.folder_source, cache_dir(data))
+        else:
+            train = Path(data.train).expanduser()
+            make = sources.rec_source if train.suffix == ".rec" else sources.folder_source
+            folder = train if (train / MANIFEST).is_file() else cached_conversion(train, make, cache_dir(data))
+        check_labels(key, folder, cache_dir(data))
+    except ConfigError:
+        raise
+    except ValueError as error:  # the converter's and the shard check's one-line errors
+        raise ConfigError(f"{key}: {error}") from None
+    return folder
+
+
+def check_labels(key, folder, cache):
+    """2+ classes, and labels below num_classes: compared with the manifest's max_label where the converter
+    recorded it, else every shard's labels read once (tfrecord.verify) and remembered under `cache`."""
+    from arcface_keras.data.tfrecord import verify
+
+    if "max_label" in check_label_space(key, folder):
+        return
+    checked = cache / "verified" / fingerprint(Path(folder) / MANIFEST)
+    if not checked.is_file():
+        verify(folder)
+        checked.parent.mkdir(parents=True, exist_ok=True)
+        checked.touch()
+
+
+def fingerprint(path):
+    """A key of a file: its resolved path, size and modification time."""
+    stat = Path(path).stat()
+    return hashlib.sha1(json.dumps([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()[:16]
 
 
 def cached_conversion(path, make_source, cache, num_shards=8):
     """Convert `path` once into shards under `cache`, keyed by its resolved path, size and mtime."""
     from arcface_keras.data.sources import convert
 
-    path = Path(path)
-    stat = path.stat()
-    key = hashlib.sha1(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns]).encode()).hexdigest()[:16]
-    out = cache / "tfrecord" / key
+    out = cache / "tfrecord" / fingerprint(path)
     if not (out / MANIFEST).is_file():
         convert([make_source(path)], out, num_shards=num_shards, workers=1, progress=False)
     return out
-
-
-def synthetic_settings(data):
-    unknown = sorted(set(data.synthetic) - SYNTHETIC_KEYS)
-    if unknown:
-        raise ConfigError(f"data.synthetic: unknown key {unknown[0]!r}; valid: {', '.join(sorted(SYNTHETIC_KEYS))}")
-    return {"identities": 200, "images": 20, "val_identities": 40, "val_images": 10, "val_pairs": 1000,
-            "seed": 0, **data.synthetic}
 
 
 def synthetic_train_folder(data):
     from arcface_keras.data.synthetic import ensure_synthetic
 
     s = synthetic_settings(data)
-    return ensure_synthetic(cache_dir(data) / "synthetic", s["identities"], s["images"], s["seed"], workers=2)
+    return ensure_synthetic(cache_dir(data) / "synthetic", s.identities, s.images, s.seed, workers=2)
+
+
+def check_val_bins(val):
+    """Each .bin of data.val unpickled by the reader that runs none of its code, so that a hostile or
+    damaged file is refused in one line before any work (tools/run.py, --check included, and engine.run)."""
+    from arcface_keras.data.verification import read_bin
+
+    for name, path in val.items():
+        path = Path(path).expanduser()
+        if path.suffix == ".bin" and path.is_file():
+            try:
+                read_bin(path)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"data.val.{name}={str(path)!r}: {str(exc).removeprefix(f'{path}: ')}") from None
 
 
 def validation_sets(data):
     """{name: path} of every verification set: `data.val` plus held-out synthetic identities."""
     sets = {name: str(Path(path).expanduser()) for name, path in data.val.items()}
     if data.synthetic:
-        sets["synthetic"] = str(synthetic_pairs(data))
+        sets[SYNTHETIC_SET] = str(synthetic_pairs(data))
     return sets
 
 
@@ -72,9 +101,9 @@ def synthetic_pairs(data):
     from arcface_keras.data.verification import make_pairs, write_pairs_txt
 
     s = synthetic_settings(data)
-    folder = ensure_synthetic(cache_dir(data) / "synthetic", s["val_identities"], s["val_images"], s["seed"],
-                              first_identity=s["identities"])
-    pairs = Path(folder) / f"pairs_{s['val_pairs']}.txt"
+    folder = ensure_synthetic(cache_dir(data) / "synthetic", s.val_identities, s.val_images, s.seed,
+                              first_identity=s.identities)
+    pairs = Path(folder) / f"pairs_{s.val_pairs}.txt"
     if not pairs.is_file():
-        write_pairs_txt(pairs, make_pairs(folder, num_pairs=s["val_pairs"], folds=10, seed=s["seed"]))
+        write_pairs_txt(pairs, make_pairs(folder, num_pairs=s.val_pairs, folds=FOLDS, seed=s.seed))
     return pairs

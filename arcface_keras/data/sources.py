@@ -7,8 +7,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from arcface_keras.config import MIN_CLASSES
 from arcface_keras.data import recordio
 from arcface_keras.data.folders import list_identity_folder
+from arcface_keras.data.integrity import JPEG_START, PNG_START, UnreadableImage, read_bgr
 from arcface_keras.data.tfrecord import MANIFEST, relabel_shards, write_records
 from arcface_keras.io import atomic_path, write_json
 
@@ -141,20 +143,20 @@ def label_space(sources):
 
 
 class SkippedImage(ValueError):
-    """An image left out of the conversion: empty, unreadable or not decodable."""
+    """An image left out of the conversion: empty, truncated, unreadable or not decodable."""
 
 
 def encoded_image(data, reencode_quality=None):
     """Checked image bytes: the original JPEG/PNG, or a JPEG re-encoded at `reencode_quality`.
 
-    Other formats are always re-encoded (at 95 unless told). Raises SkippedImage for a bad image.
+    Other formats are always re-encoded (at 95 unless told). Raises SkippedImage for an empty, truncated
+    (data/integrity.py) or undecodable image.
     """
-    if not data:
-        raise SkippedImage("empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SkippedImage("not a decodable image")
-    if reencode_quality is None and (data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"):
+    try:
+        image = read_bgr(data)  # a JPEG cut short would stop training at tf.io.decode_jpeg: skipped here
+    except UnreadableImage as error:
+        raise SkippedImage(str(error)) from None
+    if reencode_quality is None and (data.startswith(JPEG_START) or data.startswith(PNG_START)):
         return data
     quality = DEFAULT_JPEG_QUALITY if reencode_quality is None else int(reencode_quality)
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -170,14 +172,19 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
     Source k's labels are offset by the classes of sources 0..k−1. Images go in shuffled order
     (with `seed`) unless `shuffle` is False. Bad images are skipped, and identities left with no
     usable image get no label (labels stay dense); both are listed in `skipped.csv` and counted in
-    the manifest. The manifest is written last: a folder with one is complete. ValueError when no
-    image at all could be written.
+    the manifest, with the largest label (`max_label`, for a cheap check at load). The manifest is
+    written last: a folder with one is complete. ValueError, and no shard left, when fewer than
+    MIN_CLASSES identities have an image (nothing is written when the sources list fewer).
     """
     if not sources:
         raise ValueError("no sources to convert: give at least one identity folder, list file or .rec file")
     out_dir = Path(out_dir)
-    (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
     names, offsets, class_names = label_space(sources)
+    where = ", ".join(source.path for source in sources)
+    if len(class_names) < MIN_CLASSES:
+        found = f"{len(class_names)} identit{'y' if len(class_names) == 1 else 'ies'}"
+        raise ValueError(f"{where}: found {found}, training needs at least {MIN_CLASSES}")
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until the new manifest lands
     order = read_order([len(source) for source in sources], shuffle, seed)
     skipped, images_per_class, lock = [], np.zeros(len(class_names), np.int64), threading.Lock()
 
@@ -199,16 +206,17 @@ def convert(sources, out_dir, num_shards=16, workers=2, reencode_quality=None, s
     skipped.sort()
     empty = empty_identities(sources, names, offsets, images_per_class)
     write_skipped(out_dir / "skipped.csv", skipped + empty)
-    if not sum(shards.values()):
+    kept = images_per_class > 0
+    if kept.sum() < MIN_CLASSES:
         for shard in shards:
             (out_dir / shard).unlink()
-        raise ValueError(f"no usable image in {', '.join(source.path for source in sources)}: "
-                         f"see {out_dir / 'skipped.csv'}")
-    kept = images_per_class > 0
+        raise ValueError((f"no usable image in {where}" if not kept.any() else
+                          f"1 identity with a usable image in {where}, training needs at least {MIN_CLASSES}")
+                         + f": see {out_dir / 'skipped.csv'}")
     if not kept.all():
         relabel_shards(out_dir, shards, np.cumsum(kept) - 1)
     manifest = {
-        "num_classes": int(kept.sum()), "num_images": sum(shards.values()),
+        "num_classes": int(kept.sum()), "max_label": int(kept.sum()) - 1, "num_images": sum(shards.values()),
         "class_names": [n for n, keep in zip(class_names, kept) if keep],
         "sources": source_entries(sources, names, offsets, kept, skipped, empty), "shards": shards,
         "skipped": len(skipped), "empty_identities": len(empty), "reencode_quality": reencode_quality,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from arcface_keras.config import MANIFEST
 from arcface_keras.io import atomic_path, write_json
 
-MANIFEST = "manifest.json"
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),

@@ -6,12 +6,20 @@ embedding added with `flip`). An image's feature is that raw sum, divided by its
 or the frames of one video) in a template are averaged; a template is the sum of its media,
 L2-normalised. Insightface's default is flip on, detector score on, no normalisation.
 
-1:1 verification: cosine of the two templates of each listed pair; TAR at a FAR is read at the ROC
-point (over every distinct score, accepting score >= t) whose FAR is nearest the target, the
-highest TAR among equally near points (insightface's rule).
+1:1 verification: cosine of the two templates of each listed pair, and TAR at each FAR read two ways:
+- insightface's (`tar_at_far_insightface`, what published tables quote): eval_ijbc.py takes
+  `sklearn.metrics.roc_curve(label, score)` with its default drop_intermediate=True and reads the
+  vertex whose FAR is nearest the target, the highest TAR among equally near ones. The ROC points are
+  the distinct scores (accept score >= t), highest first; an inner point is dropped when both its
+  false- and true-positive counts continue their neighbours in a straight line (zero second
+  difference), then (0, 0) is put first: sklearn's rule from 0.17 (2015) to today (`insightface_roc`).
+  A dropped point can be nearer the target than any vertex, so this read-out may take a TAR from a
+  FAR above the target.
+- the conservative one (`tar_at_far_conservative`): the largest TAR whose FAR is at most the target,
+  on the full ROC.
 
-1:N identification, per gallery (G1, G2; IJB-B S1, S2) and their mean: a probe whose subject is in
-the gallery is a mated search, any other a non-mated one. Rank-k: share of mated searches whose mate
+1:N identification, open-set, per gallery (G1, G2; IJB-B S1, S2) and their mean: a probe whose
+subject is in the gallery is a mated search, any other a non-mated one. Rank-k: share of mated searches whose mate
 (the best of the subject's gallery templates) scores above all but fewer than k non-mate templates;
 a tie with a non-mate counts against the mate. TPIR at FPIR x: the threshold t is the
 (floor(x * N) + 1)-th highest top score of the N non-mated searches (so at most x * N of them score
@@ -23,17 +31,28 @@ import time
 import cv2
 import numpy as np
 
+from arcface_keras.data.integrity import UnreadableImage, read_bgr_file
 from arcface_keras.evaluation.verification import roc_curve
+from arcface_keras.evaluation.verification import tar_at_far as verification_tar
 from arcface_keras.faces.align import align_face
 
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 FPIRS = (1e-2, 1e-1)
 RANKS = (1, 5, 10)
+IDENTIFICATION = "identification_open_set_per_gallery"
+READ_OUTS = {  # what each key of a report means, written into it
+    "tar_at_far_insightface": "TAR at the vertex nearest the FAR on sklearn.metrics.roc_curve(drop_intermediate="
+                              "True), as insightface's eval_ijbc.py reads it (published tables)",
+    "tar_at_far_conservative": "largest TAR with FAR <= the target, on the full ROC",
+    IDENTIFICATION: "1:N open-set search of each gallery alone (and their mean), not insightface's merged gallery",
+}
 
 
 def _load_aligned(path, landmarks, size):
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
+    """The aligned RGB crop of an image file; None when it is missing, cut short or undecodable."""
+    try:
+        image = read_bgr_file(path)
+    except (OSError, UnreadableImage):
         return None
     return align_face(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), landmarks, size)
 
@@ -41,7 +60,8 @@ def _load_aligned(path, landmarks, size):
 def embed_protocol(embedder, protocol, batch_size=128, flip=True, dtype=np.float16, workers=4, progress=None):
     """Raw flip-summed features (N, D) of every image, computed in batches, and a mask of the images read.
 
-    Images that cannot be read keep a zero feature and are marked False (reported, not fatal).
+    Images that cannot be read (missing, cut short, undecodable) keep a zero feature and are marked False
+    (reported, not fatal).
     Crops of the next batch are read and aligned by `workers` threads while the model runs.
     """
     from arcface_keras.evaluation.embed import raw_embeddings
@@ -131,15 +151,32 @@ def pair_scores(template_ids, template_features, pairs, block=2048):
     return scores
 
 
+def insightface_roc(scores, labels):
+    """(fpr, tpr) of `sklearn.metrics.roc_curve(labels, scores)` with drop_intermediate=True, in numpy."""
+    scores, labels = np.asarray(scores), np.asarray(labels, bool)
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    last = np.r_[np.flatnonzero(np.diff(scores[order])), len(scores) - 1]  # last pair of each distinct score
+    tps = np.cumsum(labels[order], dtype=np.float64)[last]
+    fps = 1.0 + last - tps
+    if len(fps) > 2:
+        keep = np.r_[True, (np.diff(fps, 2) != 0) | (np.diff(tps, 2) != 0), True]
+        fps, tps = fps[keep], tps[keep]
+    fps, tps = np.r_[0.0, fps], np.r_[0.0, tps]
+    return fps / fps[-1], tps / tps[-1]
+
+
 def tar_at_far(scores, labels, fars=FARS):
-    """({"1e-06": TAR, ...}, fpr, tpr) by insightface's nearest-FAR rule on the ROC of `score >= t`."""
-    fpr, tpr, _, _ = roc_curve(-np.asarray(scores, np.float64), labels)
-    table = {}
+    """({"insightface": {"1e-06": TAR, ...}, "conservative": {...}}, fpr, tpr of the full ROC of `score >= t`)."""
+    labels = np.asarray(labels, bool)
+    fpr, tpr, _, false_positives = roc_curve(-np.asarray(scores, np.float64), labels)
+    vertex_fpr, vertex_tpr = insightface_roc(scores, labels)
+    tables = {"insightface": {}, "conservative": {}}
     for far in fars:
-        gap = np.abs(fpr - far)
-        index = len(gap) - 1 - np.argmin(gap[::-1])  # the last of the nearest: highest TAR
-        table[f"{far:.0e}"] = float(tpr[index])
-    return table, fpr, tpr
+        gap = np.abs(vertex_fpr - far)
+        nearest = len(gap) - 1 - np.argmin(gap[::-1])  # the last of the nearest: highest TAR
+        tables["insightface"][f"{far:.0e}"] = float(vertex_tpr[nearest])
+        tables["conservative"][f"{far:.0e}"] = verification_tar(tpr, false_positives, int((~labels).sum()), far)
+    return tables, fpr, tpr
 
 
 def _search_scores(probe_features, gallery_features, gallery_subjects, probe_subjects, chunk=4096):
@@ -212,15 +249,16 @@ def score_protocol(protocol, features, readable=None, normalize_images=False, de
     timings["pool_s"] = time.perf_counter() - begin
     begin = time.perf_counter()
     scores = pair_scores(template_ids, template_features, protocol.pairs)
-    tar, fpr, tpr = tar_at_far(scores, protocol.labels)
+    tables, fpr, tpr = tar_at_far(scores, protocol.labels)
     timings["verify_s"] = time.perf_counter() - begin
     report = {"templates": len(template_ids), "templates_without_images": empty, "pairs": len(scores),
-              "genuine": int(protocol.labels.sum()),
-              "tar_at_far": tar, "auc": float(np.trapezoid(tpr, fpr))}
+              "genuine": int(protocol.labels.sum()), "read_outs": READ_OUTS,
+              "tar_at_far_insightface": tables["insightface"], "tar_at_far_conservative": tables["conservative"],
+              "auc": float(np.trapezoid(tpr, fpr))}
     if protocol.probes is not None:
         begin = time.perf_counter()
-        report["identification"] = identification_report(template_ids, template_features, protocol.galleries,
-                                                         protocol.probes)
+        report[IDENTIFICATION] = identification_report(template_ids, template_features, protocol.galleries,
+                                                       protocol.probes)
         timings["identify_s"] = time.perf_counter() - begin
     report["timings"] = timings
     return report, (fpr, tpr), template_ids, template_features

@@ -1,5 +1,10 @@
 """The head contract: a Keras layer `(embedding, label) -> output` that also names its loss."""
+from typing import Annotated, Optional
+
 import keras
+from annotated_types import Ge
+
+Seed = Optional[Annotated[int, Ge(0)]]  # None: a different draw in every run
 
 
 class Head(keras.layers.Layer):
@@ -11,7 +16,7 @@ class Head(keras.layers.Layer):
     Heads compute in float32 whatever the dtype policy, so margins stay exact under mixed precision.
     """
 
-    def __init__(self, num_classes, **kwargs):
+    def __init__(self, num_classes: Annotated[int, Ge(1)], **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)

@@ -7,14 +7,27 @@ part of the training loss); running statistics (AdaFace, CurricularFace) update 
 Every margin head takes Partial FC's `sample_rate` (see heads/partial_fc.py).
 """
 import math
+from typing import Annotated
 
 import keras
+from annotated_types import Ge, Gt, Interval, doc
 from keras import ops
 
-from arcface_keras.heads.base import Head
-from arcface_keras.heads.partial_fc import (PartialFCCrossEntropy, check_sample_rate, gather_rows, num_sampled,
-                                            rank_among_distinct, sample_classes)
+from arcface_keras.heads.base import Head, Seed
+from arcface_keras.heads.partial_fc import (PartialFCCrossEntropy, SampleRate, check_sample_rate, gather_rows,
+                                            num_sampled, rank_among_distinct, sample_classes)
 from arcface_keras.registry import HEADS
+
+# The ranges of the keywords (checked when an experiment loads, see registry.py):
+Scale = Annotated[float, Gt(0), doc("the radius of the hypersphere the logits lie on")]
+AngularMargin = Annotated[float, Interval(ge=0, lt=math.pi / 2),
+                          doc("radians: from pi/2 on, cos(theta + m) <= 0 even for theta = 0")]
+CosineMargin = Annotated[float, Interval(ge=0, lt=1),
+                         doc("at 1 the target's cos(theta) - m is never above 0 (CosFace 3.4)")]
+AngleFactor = Annotated[float, Ge(1), doc("SphereFace's factor on the angle: below 1 it shrinks it")]
+AdaMargin = Annotated[float, Interval(ge=0, lt=1), doc("it takes up to 2m off the target cosine")]
+Concentration = Annotated[float, Ge(0), doc("0: the margin does not adapt")]
+EmaRate = Annotated[float, Interval(gt=0, le=1), doc("the weight of each new batch; at 0 nothing updates")]
 
 
 def as_float32(embeddings, labels):
@@ -55,7 +68,7 @@ def arc_margin(cosine, margin):
 class SoftmaxHead(Head):
     """Plain dense classifier: float32 logits `x·W (+ b)` of shape (B, num_classes); labels unused."""
 
-    def __init__(self, num_classes, use_bias=True, **kwargs):
+    def __init__(self, num_classes, use_bias: bool = True, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.use_bias = bool(use_bias)
 
@@ -89,7 +102,7 @@ class MarginHead(Head):
     TensorFlow is an IndexedSlices of those rows alone (see partial_fc.RowSparseSGD).
     """
 
-    def __init__(self, num_classes, s=64.0, sample_rate=1.0, seed=None, **kwargs):
+    def __init__(self, num_classes, s: Scale = 64.0, sample_rate: SampleRate = 1.0, seed: Seed = None, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.s = float(s)
         self.sample_rate = check_sample_rate(sample_rate)
@@ -151,7 +164,7 @@ class ArcFaceHead(MarginHead):
     `easy_margin=True` instead applies the margin only where cos θ > 0.
     """
 
-    def __init__(self, num_classes, m=0.5, easy_margin=False, **kwargs):
+    def __init__(self, num_classes, m: AngularMargin = 0.5, easy_margin: bool = False, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.m = float(m)
         self.easy_margin = bool(easy_margin)
@@ -173,7 +186,7 @@ class ArcFaceHead(MarginHead):
 class CosFaceHead(MarginHead):
     """CosFace (Wang et al. 2018): s·(cos θ − m) at the target class, s·cos θ elsewhere."""
 
-    def __init__(self, num_classes, m=0.35, **kwargs):
+    def __init__(self, num_classes, m: CosineMargin = 0.35, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.m = float(m)
 
@@ -194,7 +207,7 @@ class CombinedMarginHead(MarginHead):
 
     eps = 1e-7
 
-    def __init__(self, num_classes, m1=1.0, m2=0.5, m3=0.0, **kwargs):
+    def __init__(self, num_classes, m1: AngleFactor = 1.0, m2: AngularMargin = 0.5, m3: CosineMargin = 0.0, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
 
@@ -221,7 +234,7 @@ class AdaFaceHead(MarginHead):
 
     eps = 1e-3
 
-    def __init__(self, num_classes, m=0.4, h=0.333, t_alpha=0.01, **kwargs):
+    def __init__(self, num_classes, m: AdaMargin = 0.4, h: Concentration = 0.333, t_alpha: EmaRate = 0.01, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.m, self.h, self.t_alpha = float(m), float(h), float(t_alpha)
 
@@ -268,7 +281,7 @@ class CurricularFaceHead(MarginHead):
     `t_momentum`) of the batch-mean target cosine, updated in training before use.
     """
 
-    def __init__(self, num_classes, m=0.5, t_momentum=0.01, **kwargs):
+    def __init__(self, num_classes, m: AngularMargin = 0.5, t_momentum: EmaRate = 0.01, **kwargs):
         super().__init__(num_classes, **kwargs)
         self.m, self.t_momentum = float(m), float(t_momentum)
 

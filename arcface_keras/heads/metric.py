@@ -1,12 +1,19 @@
 """Metric-learning heads: online triplet loss (batch-hard / semi-hard) and center loss."""
+import typing
+from typing import Annotated, Literal
+
 import keras
+from annotated_types import Ge, Interval, doc
 from keras import ops
 
 from arcface_keras.heads.base import Head
 from arcface_keras.heads.margin import as_float32
 from arcface_keras.registry import HEADS
 
-MINING = ("batch_hard", "semi_hard")
+Mining = Literal["batch_hard", "semi_hard"]
+MINING = typing.get_args(Mining)
+TripletMargin = Annotated[float, Interval(ge=0, le=4), doc("squared distances of unit vectors lie in [0, 4]")]
+PLAIN_MARGIN_MAX = 2.0  # plain distances of unit vectors lie in [0, 2]: d_an - d_ap never exceeds 2
 FAR = 1e9  # stands in for "no such pair" in masked minima and maxima
 
 
@@ -80,8 +87,25 @@ class TripletLoss(keras.losses.Loss):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "squared": self.squared}
 
 
+def triplet_fits_distances_and_batches(keywords, experiment):
+    """A margin that a triplet can meet at its distance (squared in [0, 4], plain in [0, 2]); P x K batches."""
+    if not keywords["squared"] and keywords["margin"] > PLAIN_MARGIN_MAX:
+        raise ValueError(f"got margin={keywords['margin']!r} with squared=False: expected margin in [0, "
+                         f"{PLAIN_MARGIN_MAX:g}] (plain distances of unit vectors lie in [0, 2])")
+    if experiment is None:
+        return
+    data, batch = experiment.data, experiment.train.batch_size
+    if data.sampler != "pk":
+        raise ValueError(f"with data.sampler={data.sampler!r}: expected data.sampler='pk' (P identities x K images a "
+                         "batch: in random batches an anchor seldom has a positive, and then no loss)")
+    if batch < 2 * data.images_per_identity:
+        raise ValueError(f"with train.batch_size={batch} and data.images_per_identity={data.images_per_identity}: "
+                         f"expected a batch of 2 identities or more (batch_size >= {2 * data.images_per_identity}): "
+                         "in a batch of one identity no anchor has a negative")
+
+
 @keras.saving.register_keras_serializable(package="arcface_keras")
-@HEADS.register("triplet")
+@HEADS.register("triplet", check=triplet_fits_distances_and_batches)
 class TripletHead(Head):
     """Returns float32 L2-normalised embeddings; trained with `TripletLoss`.
 
@@ -90,7 +114,8 @@ class TripletHead(Head):
     must hold several images per identity (a P×K sampler) for positives to exist.
     """
 
-    def __init__(self, num_classes, margin=0.2, mining="batch_hard", squared=True, **kwargs):
+    def __init__(self, num_classes, margin: TripletMargin = 0.2, mining: Mining = "batch_hard", squared: bool = True,
+                 **kwargs):
         super().__init__(num_classes, **kwargs)
         if mining not in MINING:
             raise ValueError(f"triplet mining {mining!r} is not one of {', '.join(MINING)}")
@@ -107,8 +132,16 @@ class TripletHead(Head):
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "squared": self.squared}
 
 
+def base_is_a_head(keywords, experiment):
+    """`base` is a head spec, checked as model.head is (a `center` inside works: each adds its own centres)."""
+    try:
+        HEADS.check(keywords["base"], experiment)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"got base={keywords['base']!r}: {exc.args[0]}") from None
+
+
 @keras.saving.register_keras_serializable(package="arcface_keras")
-@HEADS.register("center")
+@HEADS.register("center", check=base_is_a_head)
 class CenterLossHead(Head):
     """A classification head (`base`, any registered head spec) plus Wen et al. 2016's center loss.
 
@@ -118,7 +151,10 @@ class CenterLossHead(Head):
     moves by c_j ← c_j − α·Σ_{i: y_i=j}(c_j − x_i)/(1 + n_j) with α = `center_alpha`.
     """
 
-    def __init__(self, num_classes, base="softmax", center_weight=0.01, center_alpha=0.5, **kwargs):
+    def __init__(self, num_classes, base: typing.Union[str, dict] = "softmax",
+                 center_weight: Annotated[float, Ge(0), doc("lambda of Wen et al. 2016")] = 0.01,
+                 center_alpha: Annotated[float, Interval(ge=0, le=1), doc("Wen et al. 2016: alpha in [0, 1]")] = 0.5,
+                 **kwargs):
         super().__init__(num_classes, **kwargs)
         self.base = base
         self.center_weight, self.center_alpha = float(center_weight), float(center_alpha)

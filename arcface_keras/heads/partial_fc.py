@@ -14,10 +14,13 @@ contract survive:
 `RowSparseSGD` updates only the sampled rows of the centre matrix.
 """
 import math
+from typing import Annotated
 
 import keras
+from annotated_types import Interval, doc
 from keras import ops
 
+SampleRate = Annotated[float, Interval(gt=0, le=1), doc("the fraction of the classes a step scores")]
 # Scores above every random draw, so that top-k keeps the batch's own classes first.
 _RANDOM_RANGE = 2**30
 

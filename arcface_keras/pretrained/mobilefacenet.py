@@ -37,7 +37,8 @@ def keras_to_torch_names(blocks, output):
     if blocks[0] == 1:
         names += _conv_block("stem_dw", "layers.1")
     else:
-        names += [pair for unit in range(blocks[0]) for pair in _depthwise(f"stem_unit{unit + 1}", f"layers.1.layers.{unit}")]
+        for unit in range(blocks[0]):
+            names += _depthwise(f"stem_unit{unit + 1}", f"layers.1.layers.{unit}")
     for stage, repeats in enumerate(blocks[1:], start=1):
         names += _depthwise(f"stage{stage}_down", f"layers.{2 * stage}")
         for unit in range(repeats):
@@ -60,6 +61,9 @@ def describe(state_dict, source):
         if key not in state_dict:
             raise ValueError(f"{source}: missing key {key!r}: not an arcface_torch MobileFaceNet state dict")
     stem_units = 1 if "layers.1.layers.0.weight" in state_dict else _units(state_dict, "layers.1")
+    if not stem_units:
+        raise ValueError(f"{source}: missing key 'layers.1.layers.0.weight' (the stem's grouped conv) "
+                         "or its residual units")
     blocks = (stem_units, *(_units(state_dict, f"layers.{2 * stage + 1}") for stage in (1, 2, 3)))
     if "features.layers.2.weight" in state_dict:
         output, dense = "GDC", state_dict["features.layers.2.weight"]

@@ -14,6 +14,27 @@ BN_EPSILON = 1e-5
 PASS_THROUGH = ("Identity", "Dropout")
 
 
+def _unsqueeze(inputs, attrs):
+    axes = attrs["axes"] if "axes" in attrs else inputs[1].tolist()  # an input from opset 13 on
+    return np.expand_dims(inputs[0], tuple(axes))
+
+
+def _reshape(inputs, attrs):
+    shape = [d if d or attrs.get("allowzero") else inputs[0].shape[i] for i, d in enumerate(inputs[1].tolist())]
+    return inputs[0].reshape(shape)
+
+
+# Ops an export leaves on weights when it does not fold constants (PReLU slopes unsqueezed, a
+# transposed fc weight, a reshape's shape): evaluated once, so that their outputs read as weights.
+CONSTANT_OPS = {
+    "Unsqueeze": _unsqueeze,
+    "Transpose": lambda inputs, attrs: np.transpose(inputs[0], attrs.get("perm")),
+    "Concat": lambda inputs, attrs: np.concatenate(inputs, axis=attrs["axis"]),
+    "Reshape": _reshape,
+    "Identity": lambda inputs, attrs: inputs[0],
+}
+
+
 class OnnxGraph:
     """An ONNX graph's constants and consumers, walked from its one image input."""
 
@@ -23,9 +44,12 @@ class OnnxGraph:
         graph = model.graph
         self.source = source
         self.constants = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
-        for node in graph.node:
+        for node in graph.node:  # in topological order, as ONNX requires
             if node.op_type == "Constant":
                 self.constants[node.output[0]] = onnx.numpy_helper.to_array(node.attribute[0].t)
+            elif node.op_type in CONSTANT_OPS and all(name in self.constants for name in node.input if name):
+                inputs = [self.constants[name] for name in node.input if name]
+                self.constants[node.output[0]] = CONSTANT_OPS[node.op_type](inputs, attributes(node))
         self.consumers = {}
         for node in graph.node:
             for name in node.input:

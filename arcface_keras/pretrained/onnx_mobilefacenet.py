@@ -58,7 +58,8 @@ def _gdc_output(graph, node, weights):
     tensor = _conv_block(graph, node, "features.layers.0", weights, activation=False, pad=0)
     tensor, has_bias = dense(graph, tensor, "features.layers.2", weights)
     shift = weights.pop("features.layers.2.bias")
-    if has_bias and graph.next_nodes(tensor) and graph.next_nodes(tensor)[0].op_type == "BatchNormalization":
+    following = graph.next_nodes(tensor)
+    if has_bias and following and following[0].op_type == "BatchNormalization":
         raise ValueError(f"{graph.source}: the GDC's Gemm has a bias and a BN follows; arcface_torch's linear has no bias")
     final_batch_norm(graph, tensor, "features.layers.3", weights, shift)
 

@@ -41,7 +41,8 @@ def keras_weights(layer, tensors, torch_name, model, source):
         weight = tensors["weight"]
         if weight.shape[1] != height * width * chans:
             raise ValueError(f"{source}: {torch_name}.weight takes {weight.shape[1]} inputs; this input size gives "
-                             f"{chans}x{height}x{width} = {chans * height * width} (the published weights expect 112x112 images)")
+                             f"{chans}x{height}x{width} = {chans * height * width} "
+                             "(the published weights expect 112x112 images)")
         kernel = weight.reshape(-1, chans, height, width).transpose(2, 3, 1, 0).reshape(height * width * chans, -1)
         return [kernel, tensors["bias"]] if layer.use_bias else [kernel]
     return [tensors[key] for key in tensor_keys(layer)]

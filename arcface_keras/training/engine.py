@@ -37,6 +37,7 @@ def run(experiment, command=None):
     before afterwards.
     """
     config_lib.validate(experiment)
+    prepare.check_val_bins(experiment.data.val)
     backend = keras.backend.backend()
     choice = auto.resolve(experiment.train.precision, experiment.train.jit_compile, backend, auto.local_device(backend))
     previous = keras.mixed_precision.dtype_policy()
@@ -61,9 +62,9 @@ def train_and_evaluate(experiment, command, choice):
         return stored
     evaluator = Evaluator(prepare.validation_sets(experiment.data), experiment.eval.batch_size, experiment.eval.flip)
     chief = is_chief(strategy)
+    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)  # model.pretrained checked
     if chief:
         write_run_files(experiment, work_dir, command, choice)
-    model, embedder, head = build_model(experiment, plan, strategy, choice.jit_compile)
     start = cb.StepCheckpoint.restore(model, work_dir / "checkpoints", resume)
     evaluator.attach(embedder, plan.replicas)
     run_wandb = start_wandb(experiment, work_dir) if chief else None
@@ -135,9 +136,13 @@ def plan_training(experiment, strategy):
 
     folder = prepare.training_folder(experiment.data)
     manifest = read_manifest(folder)
-    return TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
+    plan = TrainingPlan(experiment, folder, manifest["num_images"], manifest["num_classes"],
                         len(manifest["shards"]), distribute.num_replicas(strategy), distribute.num_workers(strategy),
                         strategy)
+    if plan.global_batch > plan.num_images:
+        print(f"[arcface_keras] warning: the global batch of {plan.global_batch} is larger than the "
+              f"{plan.num_images} training images: every batch repeats images", file=sys.stderr, flush=True)
+    return plan
 
 
 def finished_result(work_dir, plan, resume):

@@ -36,7 +36,10 @@ def copy_pretrained(embedder, path):
     so a backbone imported with padding="symmetric" needs that in model.backbone) with the same
     weight shapes; the first difference fails naming the layer.
     """
-    source = keras.saving.load_model(Path(path).expanduser(), compile=False)
+    try:
+        source = keras.saving.load_model(Path(path).expanduser(), compile=False)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"model.pretrained {path}: not a loadable .keras model ({exc})") from None
     ours, theirs = _layer_list(embedder), _layer_list(source)
     for index, (mine, pretrained) in enumerate(zip(ours, theirs)):
         if mine != pretrained:
