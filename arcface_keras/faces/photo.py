@@ -4,7 +4,7 @@ crop is warped from the photo at the resolution it needs.
 MTCNN scans an image pyramid that starts at 0.6 of the photo, so its time and memory grow with the
 photo's pixels (an 8000x8000 JPEG: 73 s and 6.5 GB). A larger photo is detected on a copy whose
 longer side is MAX_DETECT_SIDE and the faces are mapped back; a face then has to be at least
-20 * side / MAX_DETECT_SIDE pixels to be found (docs/lfw.md has the measurement behind the choice).
+20 * side / MAX_DETECT_SIDE pixels to be found (bench/bench_preprocess.py measures a large photo).
 A large JPEG is decoded straight to 1/2, 1/4 or 1/8 of its size by libjpeg's DCT scaling (OpenCV's
 IMREAD_REDUCED_*), for the detection copy and again for the warp when the face is large enough that
 the crop needs no more pixels; photos no larger than MAX_DETECT_SIDE are decoded once, in full.
