@@ -34,6 +34,7 @@ FULL_ARGS = {
                            "--infer-batch", "32", "--steps", "2", "--warmup", "1"],
     "bench_heads.py": ["--classes", "100000", "1000000"],
     "bench_pipeline.py": ["--images", "1000"],
+    "bench_lfw.py": ["--quick"],  # all 6,000 pairs take an hour or more: run it on its own
     "bench_gpu.py": ["--device", "cpu", "--config", "full", "--matmul-size", "2048", "--precision", "float32",
                      "--batches", "64", "--warmup", "1", "--steps", "3", "--heads", "none"],  # bench/gpu.sh: the GPU run
 }

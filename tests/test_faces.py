@@ -1,13 +1,16 @@
 """Face alignment, MTCNN detection, the batch cropping job and tools/verify.py, on real photos."""
 import csv
 import importlib.util
+import json
 
 import cv2
 import numpy as np
 import pytest
 
-from arcface_keras.faces import align, detect
-from arcface_keras.faces.preprocess import CropOptions, identity_of, output_path, preprocess, read_rgb, write_rgb
+from arcface_keras.faces import align, detect, photo
+from arcface_keras.faces.preprocess import (
+    CropOptions, crop_photo, identity_of, jpeg_bytes, output_path, preprocess, read_rgb, write_rgb,
+)
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -134,6 +137,39 @@ def test_mtcnn_finds_the_astronaut_and_alignment_puts_eyes_on_template(astronaut
     assert np.linalg.norm(again.landmarks[:2] - mapped[:2], axis=1).max() < 2.0
 
 
+def test_reduced_jpeg_decoding_keeps_pixel_centres():
+    # A bright 8x8 square centred at (700.5, 301.5) of a 1600x1200 JPEG, found again at 1/1 .. 1/8 of its size.
+    image = np.zeros((1200, 1600, 3), np.uint8)
+    image[298:306, 697:705] = 255
+    data = jpeg_bytes(image, quality=100)
+    for reduction in (1, 2, 4, 8):
+        reduced = photo.decode(data, reduction)
+        assert reduced.shape == (1200 // reduction, 1600 // reduction, 3)
+        centre = blob_centroid(reduced[..., 0].astype(np.float64))
+        np.testing.assert_allclose(photo.to_photo(centre[None], reduction)[0], (700.5, 301.5), atol=0.5)
+    copy, factors = photo.shrink(image, 400)
+    assert copy.shape == (300, 400, 3)
+    np.testing.assert_allclose(photo.to_photo(blob_centroid(copy[..., 0])[None], factors)[0], (700.5, 301.5), atol=0.5)
+    np.testing.assert_allclose(photo.from_photo(photo.to_photo([[3.0, 4.0]], factors), factors), [[3.0, 4.0]])
+
+
+def test_a_large_photo_is_detected_on_a_bounded_copy_and_cropped_from_the_pixels_it_needs(astronaut):
+    image, _ = astronaut
+    big = cv2.resize(image, (3072, 3072), interpolation=cv2.INTER_CUBIC)  # the face is about 500 pixels
+    data = jpeg_bytes(big)
+    copy, factors, full = photo.detection_copy(data)
+    assert max(copy.shape[:2]) == photo.MAX_DETECT_SIDE and full is None  # never decoded in full to detect
+    np.testing.assert_allclose(factors, 3072 / photo.MAX_DETECT_SIDE)
+    assert photo.warp_source(data, 0.14)[0].shape == (768, 768, 3)  # 1/4: 0.14 * 4 <= 1 < 0.14 * 8
+    crop = crop_photo(data, CropOptions())
+    assert crop.reason == "" and crop.faces >= 1 and crop.image.shape == (112, 112, 3)
+    again = detect.pick_face(detect.detect(crop.image))
+    assert np.abs(again.landmarks[:2] - align.template()[:2]).max() < 4.0  # as the 512-pixel photo's crop
+    # A photo no larger than the bound is decoded once, in full, and detected as it is.
+    copy, factors, full = photo.detection_copy(jpeg_bytes(image))
+    assert copy.shape == full.shape == image.shape and (factors == 1).all()
+
+
 def test_pick_face_modes():
     small_sure = detect.Face((0, 0, 30, 30), 0.99, np.zeros((5, 2)))
     big_unsure = detect.Face((50, 50, 80, 90), 0.85, np.zeros((5, 2)))
@@ -142,6 +178,24 @@ def test_pick_face_modes():
     assert detect.pick_face([], "largest") is None
     with pytest.raises(ValueError, match="largest"):
         detect.pick_face([small_sure], "biggest")
+    # center: area minus twice the squared distance of the box centre from the photo's centre (insightface).
+    centred = detect.Face((100, 100, 50, 50), 0.9, np.zeros((5, 2)))  # centre (125, 125): area 2,500
+    beside = detect.Face((150, 110, 60, 60), 0.9, np.zeros((5, 2)))  # centre (180, 140): 3,600 - 2 * 3,250
+    assert detect.pick_face([beside, centred], "center", (250, 250)) is centred
+    assert detect.pick_face([beside, centred], "largest") is beside
+    near = detect.Face((115, 95, 60, 60), 0.9, np.zeros((5, 2)))  # centre (145, 125): 3,600 - 2 * 400 > 2,500
+    assert detect.pick_face([centred, near], "center", (250, 250, 3)) is near
+    with pytest.raises(ValueError, match="shape"):
+        detect.pick_face([centred], "center")
+
+
+def test_center_crop_is_insightfaces_crop_without_a_face():
+    photo_250 = np.arange(250 * 250 * 3, dtype=np.uint32).reshape(250, 250, 3).astype(np.uint8)
+    # 250 px: inset 15, widened by 22 on each side: clipped to the whole photo.
+    np.testing.assert_array_equal(align.center_crop(photo_250), cv2.resize(photo_250, (112, 112)))
+    wide = np.random.default_rng(0).integers(0, 256, (400, 800, 3), dtype=np.uint8)
+    expected = cv2.resize(wide[3:397, 28:772], (96, 112))  # inset 25 and 50, widened by 22: rows 3..397, columns 28..772
+    np.testing.assert_array_equal(align.center_crop(wide, (112, 96)), expected)
 
 
 # The batch job
@@ -165,6 +219,7 @@ def test_preprocess_writes_good_crops_and_lists_failures(tmp_path, astronaut, re
     raw = tmp_path / "raw"
     (raw / "alice" / "session1").mkdir(parents=True)
     (raw / "bob").mkdir()
+    (raw / "carol" / "empty").mkdir(parents=True)  # an identity folder without images
     cv2.imwrite(str(raw / "alice" / "session1" / "astronaut.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(raw / "bob" / "small.png"), cv2.cvtColor(cv2.resize(image, (200, 200)), cv2.COLOR_RGB2BGR))
     (raw / "alice" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 20)
@@ -181,11 +236,14 @@ def test_preprocess_writes_good_crops_and_lists_failures(tmp_path, astronaut, re
         ("bob/gray.jpg", "no_face"),
         ("bob/small.png", "face_too_small"),
         ("loose.jpg", "no_identity"),
+        ("carol/", "no_image_files"),
     }
     assert read_failures(tmp_path / "aligned_failures.csv") == expected_failures
-    assert report["written"] == 1 and report["images"] == 6
+    assert report["written"] == 1 and report["images"] == 6 and report["empty_identities"] == ["carol"]
     assert report["failed"] == {"empty_file": 1, "face_too_small": 1, "no_face": 1, "no_identity": 1, "unreadable": 1}
-    assert "1 written" in capsys.readouterr().out
+    assert report["fallback"] == {} and report["several_faces"] == 0
+    printed = capsys.readouterr().out
+    assert "1 written" in printed and "1 identity folder without images (carol)" in printed
 
     # The crop is the aligned face in the right colour order (the JPEG round trip costs a little).
     out = tmp_path / "aligned" / "alice" / "session1" / "astronaut.jpg"
@@ -332,7 +390,70 @@ def test_verify_sees_the_crop_that_preprocess_writes_and_evaluation_reads(tmp_pa
     np.testing.assert_array_equal(verified, evaluated[0])  # same detector, alignment, JPEG and decoder
 
 
-@pytest.mark.parametrize("name", ["preprocess", "verify"])
+# tools/lfw.py
+
+
+def write_lfw_photos(raw, image):
+    """An LFW-like tree: A (two photos of the astronaut), B (the astronaut alone, and in colour at the
+    centre of a photo with a larger grey face beside it), C (two photos without a face)."""
+    def save(name, n, pixels):
+        (raw / name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(raw / name / f"{name}_{n:04d}.jpg"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+
+    save("A", 1, image)
+    save("A", 2, cv2.warpAffine(image[:, ::-1], cv2.getRotationMatrix2D((256, 256), 8, 1.0), (512, 512)))
+    head = image[20:230, 130:320]  # 210 x 190
+    save("B", 1, head)
+    two = np.full((480, 640, 3), 120, np.uint8)
+    two[135:345, 225:415] = head  # centred
+    grey = cv2.cvtColor(cv2.cvtColor(head, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    two[90:405, 0:285] = cv2.resize(grey, (285, 315))  # 1.5x larger, off-centre
+    save("B", 2, two)
+    save("C", 1, np.full((250, 250, 3), 128, np.uint8))
+    ramps = np.mgrid[0:250, 0:250].astype(np.uint8)
+    save("C", 2, np.dstack([ramps[0], ramps[1], 255 - ramps[0]]))
+
+
+def test_lfw_tool_scores_every_pair_with_centre_crops_and_the_central_face(tmp_path, astronaut, repo_root, capsys):
+    image, _ = astronaut
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_lfw_photos(raw, image)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1\t5\nA 1 2\nB 1 2\nC 1 2\nA 2 1\nB 2 1\nA 1 B 1\nA 2 B 2\nA 1 C 1\nB 2 C 2\nC 1 A 2\n")
+    model = tiny_embedder(tmp_path / "embedder.keras")
+    tool = load_tool(repo_root, "lfw")
+    argv = [str(raw), "--pairs", str(pairs), "--model", str(model), "--out", str(out), "--no-progress"]
+    report = tool.main(argv)
+    printed = capsys.readouterr().out
+    counts = report["counts"]
+    assert counts["photos"] == 6 and counts["pairs_scored"] == 10 and counts["aligned"] == 4
+    assert counts["center_crop"] == {"no_face": 2} and report["center_crops"] == ["C/C_0001.jpg", "C/C_0002.jpg"]
+    assert report["several_faces"] == ["B/B_0002.jpg"] and counts["several_faces"] == 1
+    for stage in ("pairs: 10 (5 same, 5 different) name 6 photos of 3 people", "crops: 6 photos, 4 aligned",
+                  "2 centre crops (no_face 2)", "embed: 6 crops", "score: 10 pairs: accuracy"):
+        assert stage in printed
+    assert set(report["seconds"]) == {"pairs", "crops", "embed", "score"} and (out / "lfw_roc.png").is_file()
+    assert json.loads((out / "lfw_report.json").read_text())["counts"] == counts
+
+    # The face nearest the centre was kept (in colour), not the larger grey one.
+    kept = read_rgb(out / "crops" / "B" / "B_0002.jpg").astype(float)
+    assert np.abs(kept[..., 0] - kept[..., 2]).mean() > 20
+    # A photo without a face: insightface's centre crop (a 250x250 photo: all of it), through the JPEG.
+    ramps = read_rgb(raw / "C" / "C_0002.jpg")
+    assert np.abs(read_rgb(out / "crops" / "C" / "C_0002.jpg").astype(float) - align.center_crop(ramps)).mean() < 2
+
+    # A rerun with the same options reuses every crop and gives the same figures.
+    again = tool.main(argv)
+    assert again["counts"]["reused"] == 6 and again["result"]["accuracy"] == report["result"]["accuracy"]
+
+    # A photo pairs.txt names but the folder lacks: one line naming it, before any crop is made.
+    pairs.write_text("A 1 2\nA 1 9\n" + "A 1 2\n" * 8)
+    with pytest.raises(SystemExit, match=r"pairs.txt:2: no image 9 of 'A': \S*A_0009.jpg does not exist") as exit_info:
+        tool.main(argv[:-2] + [str(tmp_path / "out2"), "--no-progress"])
+    assert "\n" not in str(exit_info.value.code) and not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("name", ["preprocess", "verify", "lfw"])
 def test_tool_help(repo_root, name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         load_tool(repo_root, name).main(["--help"])

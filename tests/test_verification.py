@@ -232,11 +232,28 @@ def test_pairs_txt_errors_name_the_file_and_line(tmp_path):
         sets.parse_pairs_txt(pairs)
 
 
+def test_a_missing_lfw_named_photo_is_an_error_never_another_photo(tmp_path):
+    write_faces(tmp_path, 2, 3)
+    (tmp_path / "Person_00" / "Person_00_0002.jpg").unlink()  # e.g. its photo failed detection
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("Person_00 1 3\nPerson_00 1 2\n")  # image 2 would be Person_00_0003.jpg in sorted order
+    with pytest.raises(FileNotFoundError, match=r"pairs.txt:2: no image 2 of 'Person_00': \S*Person_00_0002.jpg "
+                                                 r"does not exist \(images are resolved by name only\)$") as error:
+        sets.load_pairs(pairs)
+    assert "\n" not in str(error.value)
+    assert sets.numbered_images(tmp_path, "Person_00") == [1, 3]
+    pairs.write_text("Person_00 1 3\n")
+    images, _ = sets.load_pairs(pairs)
+    expected = cv2.cvtColor(cv2.imread(str(tmp_path / "Person_00" / "Person_00_0003.jpg")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(images[1], expected)
+
+
 def test_make_pairs_is_deterministic_balanced_and_identity_disjoint(tmp_path):
     root = write_faces(tmp_path, 24, 4)
-    (root / "Person_00" / "Person_00_0004.jpg").rename(root / "Person_00" / "zz_extra.jpg")  # reached as 4th image
-    (root / "Person_01" / "Person_01_0001.jpg").rename(root / "Person_01" / "Person_01_x.jpg")  # 4th is _0004: unreachable
-    assert sets.numbered_images(root, "Person_00") == [1, 2, 3, 4]
+    # In a folder of LFW-named images, only LFW names are reachable: never the n-th image instead.
+    (root / "Person_00" / "Person_00_0004.jpg").rename(root / "Person_00" / "zz_extra.jpg")
+    (root / "Person_01" / "Person_01_0001.jpg").rename(root / "Person_01" / "Person_01_x.jpg")
+    assert sets.numbered_images(root, "Person_00") == [1, 2, 3]
     assert sets.numbered_images(root, "Person_01") == [2, 3, 4]
     folds = sets.make_pairs(root, num_pairs=120, folds=10, seed=0)
     assert folds == sets.make_pairs(root, num_pairs=120, folds=10, seed=0)

@@ -10,6 +10,8 @@ import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().par
 import argparse
 
 from arcface_keras.faces.align import parse_size  # noqa: E402
+from arcface_keras.faces.detect import PICK_MODES  # noqa: E402
+from arcface_keras.faces.photo import MAX_DETECT_SIDE  # noqa: E402
 from arcface_keras.faces.preprocess import MODES, CropOptions, format_report, preprocess  # noqa: E402
 
 
@@ -21,7 +23,15 @@ def parse_args(argv=None):
     parser.add_argument("--mode", choices=MODES, default="align", help="align: 5-point template; box: enlarged box")
     parser.add_argument("--margin", type=float, default=0.2, help="box mode: enlargement per side, fraction of the box")
     parser.add_argument("--min-face", type=int, default=20, help="skip faces whose box is shorter than this (pixels)")
-    parser.add_argument("--pick", choices=("largest", "confident"), default="largest", help="which face when several")
+    parser.add_argument("--pick", choices=PICK_MODES, default="largest",
+                        help="which face when several: largest box, most confident, or center (area minus twice "
+                             "the squared distance from the photo's centre: for photos centred on their subject)")
+    parser.add_argument("--fallback", action="store_true",
+                        help="give a photo without a usable face insightface's centre crop (counted and listed) "
+                             "instead of no crop")
+    parser.add_argument("--max-side", type=int, default=MAX_DETECT_SIDE,
+                        help=f"detect faces on a copy at most this long (default {MAX_DETECT_SIDE}): bounds the work "
+                             "per photo; faces below 20 * side / max-side pixels are not found")
     parser.add_argument(
         "--identity-pattern", help="regex with one group giving the identity from the relative path (default: first folder)"
     )
@@ -39,10 +49,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    options = CropOptions(
-        size=args.size, mode=args.mode, margin=args.margin, min_face=args.min_face, pick=args.pick, resume=args.resume
-    )
     try:
+        options = CropOptions(
+            size=args.size, mode=args.mode, margin=args.margin, min_face=args.min_face, pick=args.pick,
+            resume=args.resume, fallback=args.fallback, max_side=args.max_side,
+        )
         report = preprocess(args.input, args.output, options, workers=args.workers, identity_pattern=args.identity_pattern,
                             failures_path=args.failures, progress=not args.no_progress, flat=args.flat)
     except (OSError, ValueError) as error:

@@ -5,8 +5,10 @@ Every loader returns `(images, issame)`: uint8 RGB images (2N, H, W, 3) with the
 
 pairs.txt lines are `name n1 n2` (same identity) or `name1 n1 name2 n2` (different), optionally
 under a header line `folds pairs_per_half` (LFW's "10 300") or `pairs_per_half`. Image number n
-of identity `name` is `<root>/<name>/<name>_<nnnn>.jpg` when that file exists (LFW naming), else
-the n-th (1-based) image of `<root>/<name>/` in sorted order.
+of identity `name` is `<root>/<name>/<name>_<nnnn>.jpg` (LFW naming), by name only: when that file
+is missing from a folder that names its images so (a photo that failed detection, say), it is an
+error naming the file, never another photo of the folder. Only a folder without any LFW-named
+image (e.g. `img001.png`, ...) numbers its images by sorted position, as make_pairs numbers them.
 """
 import codecs
 import importlib.util
@@ -101,12 +103,30 @@ def _lfw_path(root, name, number):
     return Path(root) / name / f"{name}_{number:04d}.jpg"
 
 
+def lfw_named(name, images):
+    """Whether any of an identity's images is `<name>/<name>_<nnnn>.jpg`."""
+    pattern = re.compile(rf"{re.escape(name)}_\d{{4}}\.jpg")
+    return any(pattern.fullmatch(image.name) and image.parent.name == name for image in images)
+
+
 def resolve_image(root, name, number, images):
-    """Path of image `number` of identity `name`: LFW naming first, else images[number - 1] (or None)."""
+    """Path of image `number` of identity `name` (None when there is none): `<name>_<nnnn>.jpg` in a folder
+    of LFW-named images, else images[number - 1] of a folder without any."""
     lfw = _lfw_path(root, name, number)
     if lfw.is_file():
         return lfw
+    if lfw_named(name, images):
+        return None
     return images[number - 1] if number <= len(images) else None
+
+
+def missing_image(root, name, number, images):
+    """Why image `number` of identity `name` cannot be resolved, naming the file looked for."""
+    lfw = _lfw_path(root, name, number)
+    if lfw_named(name, images):
+        return f"no image {number} of {name!r}: {lfw} does not exist (images are resolved by name only)"
+    return (f"no image {number} of {name!r}: neither {lfw} exists nor has {Path(root) / name} {number} images "
+            f"(it has {len(images)})")
 
 
 def pair_paths(pairs, root, source):
@@ -119,10 +139,7 @@ def pair_paths(pairs, root, source):
                 listings[name] = identity_images(root / name)
             path = resolve_image(root, name, number, listings[name])
             if path is None:
-                raise FileNotFoundError(
-                    f"{source}:{pair.line}: no image {number} of {name!r}: neither {_lfw_path(root, name, number)} "
-                    f"exists nor has {root / name} {number} images (it has {len(listings[name])})"
-                )
+                raise FileNotFoundError(f"{source}:{pair.line}: {missing_image(root, name, number, listings[name])}")
             paths.append(path)
     return paths, np.array([p.issame for p in pairs], bool)
 

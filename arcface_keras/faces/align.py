@@ -62,6 +62,12 @@ def similarity_transform(src, dst):
     return np.hstack([scale * rotation, shift[:, None]])
 
 
+def transform_scale(landmarks, size=(112, 112)):
+    """Crop pixels per photo pixel of the alignment of `landmarks` to the template of `size`."""
+    matrix = similarity_transform(landmarks, template(size))
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+
+
 def apply_transform(matrix, points):
     """Map (N, 2) points through a 2x3 affine matrix."""
     points = np.asarray(points, np.float64)
@@ -102,3 +108,22 @@ def crop_box(image, box, margin=0.2, size=(112, 112)):
     )
     shrinking = padded.shape[1] > width
     return cv2.resize(padded, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+# insightface's crop of a photo where no face was found (face_preprocess.preprocess without box or
+# landmarks, as align_lfw.py made LFW's crops): the photo inset by 1/16 of each side, then widened by
+# half of a 44-pixel margin on each side, clipped to the photo.
+CENTER_INSET, CENTER_MARGIN = 0.0625, 44
+
+
+def center_crop(image, size=(112, 112), margin=CENTER_MARGIN):
+    """insightface's fallback crop when no face is found: the box inset by 1/16 of the photo's width and
+    height on each side, widened by margin/2 pixels on each side and clipped to the photo, resized to
+    `size` (bilinear). For a 250x250 LFW photo that is the whole photo: the face then fills about
+    half as much of the crop as the template puts it (docs/lfw.md)."""
+    rows, cols = image.shape[:2]
+    left, top = int(cols * CENTER_INSET), int(rows * CENTER_INSET)
+    right, bottom = cols - left, rows - top
+    left, top = max(int(left - margin / 2), 0), max(int(top - margin / 2), 0)
+    right, bottom = min(int(right + margin / 2), cols), min(int(bottom + margin / 2), rows)
+    return cv2.resize(image[top:bottom, left:right], (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
