@@ -2,8 +2,8 @@
 
 Starts `tools/run.py EXPERIMENT --workers 127.0.0.1:P0,127.0.0.1:P1 --worker-index i` twice (each
 worker with its own data cache, both with the same --work-dir), waits for both, and prints one
-JSON line: each worker's exit code and printed weights fingerprint, the run directories under
-WORK_DIR, and the fingerprint of the chief's saved embedder.keras.
+JSON line: each worker's exit code and printed weights fingerprint and the run directories under
+WORK_DIR/runs (the caller, which has Keras loaded already, fingerprints the chief's saved embedder.keras).
 
     python tests/multiworker_check.py EXPERIMENT WORK_DIR [section.key=value ...]
 """
@@ -58,16 +58,7 @@ def main(argv):
                 proc.kill()
     fingerprints = [re.findall(r"trained weights sha1 ([0-9a-f]+)", out) for out in outputs]
     run_dirs = sorted(p.name for p in (Path(work_dir) / "runs").iterdir()) if (Path(work_dir) / "runs").is_dir() else []
-    saved = None
-    if len(run_dirs) == 1 and (Path(work_dir) / "runs" / run_dirs[0] / "embedder.keras").is_file():
-        import keras
-
-        import arcface_keras.backbones  # noqa: F401  (registers the layers the file names)
-        from arcface_keras.training.distribute import weights_fingerprint
-
-        embedder = keras.saving.load_model(Path(work_dir) / "runs" / run_dirs[0] / "embedder.keras", compile=False)
-        saved = weights_fingerprint(embedder)
-    print(json.dumps({"exit_codes": codes, "fingerprints": fingerprints, "run_dirs": run_dirs, "saved": saved,
+    print(json.dumps({"exit_codes": codes, "fingerprints": fingerprints, "run_dirs": run_dirs,
                       "tails": [out[-1500:] for out in outputs]}))
 
 

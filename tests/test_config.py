@@ -1,11 +1,8 @@
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import os
-import subprocess
-import sys
 import typing
 from pathlib import Path
 
@@ -146,13 +143,24 @@ def test_nested_keys_work_in_every_dict_field(repo_root):
     assert load_experiment(repo_root / DEMO, ["data.augment="]).data.augment == []
 
 
-def test_a_bad_setting_writes_nothing(repo_root, tmp_path):
-    proc = subprocess.run([sys.executable, "tools/run.py", DEMO, "--set", "data.synthetic={}", "--set",
-                           "data.train=/no/such/dir", "--set", f"log.work_dir={tmp_path}"],
-                          cwd=repo_root, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and proc.stdout == ""
-    assert proc.stderr.strip() == ("error: data.train='/no/such/dir': no such file or directory; prepare the data "
-                                   "first, or point the setting elsewhere with --set")
+def run_tool_exit(argv, capsys):
+    """tools/run.py's main called as its command line calls it: the message it exits with, after checking that
+    nothing was printed before. sys.exit(message) makes the message the process's one stderr line and its
+    exit status 1 (tests/test_quiet_tools.py checks that a tool's start adds nothing to stderr)."""
+    from tools import run as run_tool
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool.main(argv)
+    assert capsys.readouterr() == ("", "")
+    assert isinstance(exit_info.value.code, str)
+    return exit_info.value.code
+
+
+def test_a_bad_setting_writes_nothing(tmp_path, capsys):
+    message = run_tool_exit([str(ROOT / DEMO), "--set", "data.synthetic={}", "--set", "data.train=/no/such/dir",
+                             "--set", f"log.work_dir={tmp_path}"], capsys)
+    assert message == ("error: data.train='/no/such/dir': no such file or directory; prepare the data "
+                       "first, or point the setting elsewhere with --set")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -313,13 +321,11 @@ def test_every_component_keyword_is_typed_ranged_and_checked_at_load(demo):
     assert seen > 100  # every head, backbone and augmentation was walked
 
 
-def test_a_bad_head_keyword_fails_check_in_one_line_and_writes_nothing(demo, tmp_path):
+def test_a_bad_head_keyword_fails_check_in_one_line_and_writes_nothing(demo, tmp_path, capsys):
     message = refused_in_one_line(with_value(demo, "model.head", {**demo.model.head, "m": "abc"}), "model.head")
-    proc = subprocess.run([sys.executable, "tools/run.py", DEMO, "--check", "--set", "model.head.m=abc",
-                           "--set", f"log.work_dir={tmp_path / 'runs'}"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode != 0 and proc.stdout == ""
-    assert proc.stderr.strip() == f"error: {message}" == "error: model.head: head 'arcface' got m='abc': expected float, got str"
+    exit_message = run_tool_exit([str(ROOT / DEMO), "--check", "--set", "model.head.m=abc",
+                                  "--set", f"log.work_dir={tmp_path / 'runs'}"], capsys)
+    assert exit_message == f"error: {message}" == "error: model.head: head 'arcface' got m='abc': expected float, got str"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,8 +2,10 @@
 
 Several distributions install the same `tensorflow/` package (tensorflow, tensorflow-cpu, ...): two
 of them in one environment overwrite each other's files. pip resolves each install against the
-package index without installing anything (`--dry-run --report`); without the index the test skips.
+package index without installing anything (`--dry-run --report`), the three installs at once (pip mostly
+waits on the index); without the index the test skips.
 """
+import concurrent.futures
 import json
 import os
 import platform
@@ -56,13 +58,27 @@ def resolve(project, extras):
     return {normalise(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
 
 
-@pytest.mark.parametrize("extras, expected", [
+INSTALLS = [
     ("cpu,dev", {"tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"}),  # make test
     ("gpu,dev", {"tensorflow"}),  # tensorflow[and-cuda]: the same distribution plus the CUDA libraries
     ("", set()),  # the models and heads alone (the JAX backend needs no TensorFlow)
-])
-def test_each_install_has_at_most_one_tensorflow(project, extras, expected):
-    installed = resolve(project, extras)
+]
+
+
+@pytest.fixture(scope="module")
+def resolutions(project):
+    """{extras: future of resolve(...)} for every install, all started now, each on its own copy of the project
+    (building its metadata writes there); a skip or failure is raised by the future's result(), in its own test."""
+    copies = {extras: shutil.copytree(project, project.with_name(f"{project.name}-{extras or 'base'}"))
+              for extras, _ in INSTALLS}
+    pool = concurrent.futures.ThreadPoolExecutor(len(INSTALLS))
+    yield {extras: pool.submit(resolve, copy, extras) for extras, copy in copies.items()}
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.parametrize("extras, expected", INSTALLS)
+def test_each_install_has_at_most_one_tensorflow(resolutions, extras, expected):
+    installed = resolutions[extras].result()
     assert installed & TENSORFLOW_DISTRIBUTIONS == expected
     assert "keras" in installed
     if extras.startswith("gpu") and sys.platform == "linux":
