@@ -370,3 +370,28 @@ def test_a_malicious_bin_is_refused_in_one_line_by_run_and_eval(tmp_path, repo_r
     with pytest.raises(SystemExit, match=rf"^error: {evil}: refusing to load global {system} .*$"):
         eval_tool.main(["--model", str(not_a_model), "--bin", str(evil), "--out", str(tmp_path / "r.json")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.bin", "model.keras"]  # nothing ran, nothing written
+
+
+def test_a_val_set_with_an_image_cut_short_stops_the_run_in_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    """An image that does not decode in a data.val folder is named when the sets load, not at the first
+    evaluation, and the run directory is never written."""
+    import cv2
+    from test_distribute import TINY_EXPERIMENT
+
+    from tools import run as run_tool
+
+    experiment = tmp_path / "tiny.py"
+    experiment.write_text(TINY_EXPERIMENT)
+    val = tmp_path / "val"
+    for person in ("Ann", "Bob"):
+        for k in (1, 2):
+            (val / person).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(val / person / f"{person}_{k:04d}.jpg"), np.full((32, 32, 3), 60 * k, np.uint8))
+    (val / "pairs.txt").write_text("Ann\t1\t2\nAnn\t1\tBob\t1\n")
+    cut = val / "Bob" / "Bob_0001.jpg"
+    cut.write_bytes(cut.read_bytes()[:-40])  # no end-of-image marker: OpenCV would decode the rest as grey
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=rf"^error: data.val\['cut'\]: {cut}: .*$"):
+        run_tool.main([str(experiment), "--set", f"data.val.cut={val}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+                       "--work-dir", str(tmp_path / "runs")])
+    assert not (tmp_path / "runs" / "tiny_cnn_arc" / "config.json").exists()

@@ -313,7 +313,12 @@ class Evaluator:
     def __init__(self, sets, batch_size, flip):
         from arcface_keras.data.verification import load_verification_set
 
-        self.sets = {name: load_verification_set(path) for name, path in sets.items()}
+        self.sets = {}
+        for name, path in sets.items():  # an image that does not decode fails here, before anything is written
+            try:
+                self.sets[name] = load_verification_set(path)
+            except (OSError, ValueError) as exc:
+                raise config_lib.ConfigError(f"data.val[{name!r}]: {exc}") from None
         self.batch_size = batch_size
         self.flip = flip
         self.embedder = None
