@@ -223,6 +223,8 @@ def test_preprocess_writes_good_crops_and_lists_failures(tmp_path, astronaut, re
     cv2.imwrite(str(raw / "alice" / "session1" / "astronaut.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(raw / "bob" / "small.png"), cv2.cvtColor(cv2.resize(image, (200, 200)), cv2.COLOR_RGB2BGR))
     (raw / "alice" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG" * 20)
+    whole = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+    (raw / "alice" / "cut.jpg").write_bytes(whole[: len(whole) * 4 // 5])  # OpenCV decodes the face in its top part
     (raw / "bob" / "empty.jpg").write_bytes(b"")
     cv2.imwrite(str(raw / "bob" / "gray.jpg"), np.full((160, 120, 3), 128, np.uint8))
     cv2.imwrite(str(raw / "loose.jpg"), np.full((16, 16, 3), 128, np.uint8))
@@ -232,6 +234,7 @@ def test_preprocess_writes_good_crops_and_lists_failures(tmp_path, astronaut, re
     report = tool.main(argv)
     expected_failures = {
         ("alice/corrupt.jpg", "unreadable"),
+        ("alice/cut.jpg", "unreadable"),
         ("bob/empty.jpg", "empty_file"),
         ("bob/gray.jpg", "no_face"),
         ("bob/small.png", "face_too_small"),
@@ -239,8 +242,8 @@ def test_preprocess_writes_good_crops_and_lists_failures(tmp_path, astronaut, re
         ("carol/", "no_image_files"),
     }
     assert read_failures(tmp_path / "aligned_failures.csv") == expected_failures
-    assert report["written"] == 1 and report["images"] == 6 and report["empty_identities"] == ["carol"]
-    assert report["failed"] == {"empty_file": 1, "face_too_small": 1, "no_face": 1, "no_identity": 1, "unreadable": 1}
+    assert report["written"] == 1 and report["images"] == 7 and report["empty_identities"] == ["carol"]
+    assert report["failed"] == {"empty_file": 1, "face_too_small": 1, "no_face": 1, "no_identity": 1, "unreadable": 2}
     assert report["fallback"] == {} and report["several_faces"] == 0
     printed = capsys.readouterr().out
     assert "1 written" in printed and "1 identity folder without images (carol)" in printed

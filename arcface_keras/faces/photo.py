@@ -14,6 +14,7 @@ Coordinates follow OpenCV's pixel centres: on a copy reduced by f (per axis), x 
 import cv2
 import numpy as np
 
+from arcface_keras.data.integrity import truncation
 from arcface_keras.faces.detect import Face
 
 MAX_DETECT_SIDE = 1024
@@ -23,7 +24,10 @@ _READ_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD
 
 
 def decode(data, reduction=1):
-    """Encoded bytes → RGB uint8, a JPEG at 1/`reduction` of its size (1, 2, 4 or 8); None when unreadable."""
+    """Encoded bytes → RGB uint8, a JPEG at 1/`reduction` of its size (1, 2, 4 or 8); None when unreadable
+    (a JPEG or PNG cut short too, which OpenCV would decode in part)."""
+    if truncation(data):
+        return None
     data = np.frombuffer(data, np.uint8)
     image = cv2.imdecode(data, _READ_FLAGS[reduction]) if data.size else None
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
