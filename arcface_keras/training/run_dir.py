@@ -34,17 +34,17 @@ class RunError(Exception):
 
 class RunLock:
     """`with RunLock(directory, command):` holds `directory/run.lock` (creating the directory) or raises
-    RunError naming the holder; at exit the lock is removed, and the directory too if it is still empty."""
+    RunError naming the holder; at exit the lock is removed, and the folders it made too if they are still empty."""
 
     def __init__(self, directory, command=""):
         self.directory = Path(directory)
         self.path = self.directory / LOCK
         self.me = holder_record(command)
-        self.created = False
+        self.created = []  # the folders this lock made, deepest first
         self.stop = threading.Event()
 
     def __enter__(self):
-        self.created = not self.directory.exists()
+        self.created = [p for p in (self.directory, *self.directory.parents) if not p.exists()]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self.acquire()
@@ -64,9 +64,9 @@ class RunLock:
         self.remove_if_created()
 
     def remove_if_created(self):
-        if self.created:
-            with contextlib.suppress(OSError):
-                self.directory.rmdir()  # only when empty: a run that wrote nothing leaves nothing
+        with contextlib.suppress(OSError):  # only when empty: a run that wrote nothing leaves nothing
+            for folder in self.created:
+                folder.rmdir()
 
     def acquire(self):
         for _ in range(3):
