@@ -7,19 +7,11 @@ import arcface_keras.heads  # noqa: F401
 from arcface_keras.data.synthetic import render_identities, verification_accuracy
 from arcface_keras.evaluation.embed import model_inputs
 from arcface_keras.registry import HEADS
+from xla_matrix import HEAD_SPECS
 
 SIZE, TRAIN_IDS, TRAIN_IMAGES, HELD_OUT_IDS, HELD_OUT_IMAGES = 24, 48, 8, 24, 8
 STEPS, BATCH = 60, 32
-SPECS = {
-    "softmax": "softmax",
-    "arcface": {"type": "arcface", "s": 16.0, "m": 0.2},
-    "cosface": {"type": "cosface", "s": 16.0, "m": 0.2},
-    "combined": {"type": "combined", "s": 16.0, "m1": 1.0, "m2": 0.1, "m3": 0.1},
-    "adaface": {"type": "adaface", "s": 16.0, "m": 0.2},
-    "curricularface": {"type": "curricularface", "s": 16.0, "m": 0.2},
-    "triplet": {"type": "triplet", "margin": 0.2},
-    "center": {"type": "center", "base": "softmax"},
-}
+SPECS = {name: spec for name, spec in HEAD_SPECS.items() if name != "partial_fc"}  # one head each
 
 
 @pytest.fixture(scope="module")
