@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import arcface_keras.backbones  # noqa: F401
-from arcface_keras.backbones.layers import FastBatchNormalization
+from arcface_keras.backbones.layers import FastBatchNormalization, GroupedConv2D
 from arcface_keras.registry import BACKBONES
 
 MOBILEFACENET = {"type": "mobilefacenet", "width": 0.125}
@@ -153,6 +153,37 @@ def test_fast_batch_norm_falls_back_for_2d_input():
     x = np.random.default_rng(3).normal(size=(8, 4)).astype("float32")
     np.testing.assert_allclose(fast(x, training=True), reference(x, training=True), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fast.moving_variance.numpy(), reference.moving_variance.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("channels, filters, groups, strides, padding",
+                         [(8, 8, 4, 1, "same"), (12, 6, 3, 2, "valid"), (4, 12, 2, 2, "same")])
+def test_grouped_conv_matches_keras_conv2d(channels, filters, groups, strides, padding, tmp_path):
+    """The depthwise-and-sum form gives Conv2D's outputs and gradients from the same kernel, and saves."""
+    layers = [kind(filters, 3, strides=strides, padding=padding, groups=groups, use_bias=False)
+              for kind in (keras.layers.Conv2D, GroupedConv2D)]
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(2, 9, 9, channels)).astype("float32"))
+    upstream = tf.constant(rng.normal(size=layers[0](x).shape).astype("float32"))
+    layers[1](x)
+    layers[1].set_weights(layers[0].get_weights())
+    results = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) * upstream)
+        results.append((layer(x), *tape.gradient(loss, [x, layer.kernel])))
+    for reference, grouped in zip(*results):  # float32 sums of at most 3*3*6 products, in another order
+        np.testing.assert_allclose(grouped, reference, rtol=1e-5, atol=1e-5)
+    model = keras.Sequential([keras.Input(x.shape[1:]), layers[1]])
+    model.save(tmp_path / "grouped.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "grouped.keras")(x), model(x))
+
+
+def test_mobilefacenet_wider_than_one_uses_the_grouped_conv_in_its_stem():
+    model = BACKBONES.build({"type": "mobilefacenet", "width": 2.0, "blocks": [1, 0, 0, 0]}, input_shape=(32, 32, 3),
+                            embedding_size=8)
+    stem = model.get_layer("stem_dw_conv")
+    assert isinstance(stem, GroupedConv2D) and (stem.groups, stem.filters) == (64, 128)
 
 
 def test_backbones_train_and_infer_on_jax(repo_root):

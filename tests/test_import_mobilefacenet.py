@@ -151,3 +151,23 @@ def test_model_pretrained_starts_training_from_the_import(files, tmp_path):
     with pytest.raises(ConfigError, match=r"stem_pad \(ZeroPadding2D\) there, stem_conv \(Conv2D\) in model.backbone"):
         build_face_model(Model(backbone={**spec, "padding": "same"}, embedding_size=EMBEDDING, pretrained=str(path)),
                          num_classes=5, image_size=SIZE)
+
+
+def test_a_backbone_saved_with_keras_grouped_conv2d_still_starts_training(files, tmp_path):
+    """Imports saved the stem's grouped conv as Keras' Conv2D; its weights load into today's GroupedConv2D."""
+    from arcface_keras.backbones.layers import GroupedConv2D
+    from arcface_keras.config import Model
+    from arcface_keras.training.model import build_face_model
+
+    folder, _, images = files
+    model, spec = import_backbone(folder / "gdc_kept.onnx", input_size=(SIZE, SIZE))
+    as_keras = lambda layer: keras.layers.Conv2D.from_config(layer.get_config()) if isinstance(  # noqa: E731
+        layer, GroupedConv2D) else layer.__class__.from_config(layer.get_config())
+    old = keras.models.clone_model(model, clone_function=as_keras)
+    old.set_weights(model.get_weights())
+    assert type(old.get_layer("stem_dw_conv")) is keras.layers.Conv2D
+    old.save(tmp_path / "old.keras")
+    config = Model(backbone=spec, head="arcface", embedding_size=EMBEDDING, pretrained=str(tmp_path / "old.keras"))
+    _, embedder, _ = build_face_model(config, num_classes=5, image_size=SIZE)
+    assert isinstance(embedder.get_layer("stem_dw_conv"), GroupedConv2D)
+    assert_matches_onnxruntime(embedder, folder, "gdc", images)

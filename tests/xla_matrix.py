@@ -50,14 +50,13 @@ LOSS_SCALE, FORCED_STEP, FORCED_OVERFLOW = 2.0**8, 1, 2.0**20
 
 def blocks(input_shape, embedding_size):
     """Every kind of unit of IResNet and MobileFaceNet once, built by their own functions: the stem's
-    conv_bn, an IR unit (strided with symmetric padding, squeeze-excitation, 1x1 shortcut), a MobileFaceNet
-    bottleneck (1x1 expand, depthwise, linear project) and the GDC output (whole-map depthwise conv, BN,
-    flatten, dense, float32 BN: the layers of the E output too, less its dropout). Not the grouped conv of
-    MobileFaceNet's stem at width > 1: Keras runs a grouped conv on TensorFlow's CPU through XLA in every
-    mode (its `_conv_xla`), so it has no step without XLA to compare with, and eagerly it recompiles at
-    each call (30 s of this matrix's CPU time)."""
+    conv_bn, the grouped 3x3 conv of MobileFaceNet's stem at width > 1 (GroupedConv2D: a depthwise conv and
+    a sum per group), an IR unit (strided with symmetric padding, squeeze-excitation, 1x1 shortcut), a
+    MobileFaceNet bottleneck (1x1 expand, depthwise, linear project) and the GDC output (whole-map depthwise
+    conv, BN, flatten, dense, float32 BN: the layers of the E output too, less its dropout)."""
     image = keras.Input(input_shape, name="image")
     x = conv_bn(image, 8, 3, "stem", strides=2)
+    x = conv_bn(x, 8, 3, "stem_grouped", groups=4)
     x = ir_unit(x, 8, 2, True, "ir", padding="symmetric")
     x = bottleneck(x, 16, 8, 2, "mfn")
     return keras.Model(image, gdc_embedding(x, embedding_size), name="blocks")

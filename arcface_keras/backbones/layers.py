@@ -1,4 +1,4 @@
-"""Building blocks shared by the backbones: a fused batch norm and the conv/BN/PReLU helpers."""
+"""Building blocks shared by the backbones: a fused batch norm, a fast grouped conv and the conv/BN/PReLU helpers."""
 import math
 import numbers
 from typing import Annotated, Literal
@@ -70,6 +70,34 @@ class FastBatchNormalization(keras.layers.BatchNormalization):
         )
 
 
+@keras.saving.register_keras_serializable(package="arcface_keras")
+class GroupedConv2D(keras.layers.Conv2D):
+    """Conv2D with groups that are not depthwise, computed as a depthwise convolution and a sum per group.
+
+    Same kernel (kh, kw, in/groups, filters), config and outputs (up to the order of a sum) as
+    `keras.layers.Conv2D`, on every backend. TensorFlow's CPU kernel for such a convolution is the slow
+    path: a training step of one 3x3 layer, 128 channels in 64 groups (MobileFaceNet's stem at width 2),
+    batch 32 at 56x56, took 148 s, where the depthwise form takes well under a second.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.data_format != "channels_last":
+            raise ValueError(f"{self.name}: GroupedConv2D needs channels_last, got {self.data_format!r}")
+
+    def convolution_op(self, inputs, kernel):
+        height, width, group_in, filters = kernel.shape
+        group_out = filters // self.groups
+        # input channel g*group_in + i feeds outputs g*group_out + j: one depthwise filter per (i, j)
+        kernel = ops.reshape(kernel, (height, width, group_in, self.groups, group_out))
+        kernel = ops.reshape(ops.transpose(kernel, (0, 1, 3, 2, 4)), (height, width, self.groups * group_in, group_out))
+        y = ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                               dilation_rate=self.dilation_rate, data_format=self.data_format)
+        rows, columns = ops.shape(y)[1], ops.shape(y)[2]
+        y = ops.reshape(y, (-1, rows, columns, self.groups, group_in, group_out))
+        return ops.reshape(ops.sum(y, axis=4), (-1, rows, columns, filters))
+
+
 def channels(base, width):
     """`base` channels scaled by `width`, at least one."""
     return max(1, int(round(base * width)))
@@ -94,7 +122,8 @@ def conv(filters, kernel_size, name, strides=1, groups=1, padding="same"):
             kernel_size, strides=strides, padding=padding, use_bias=False,
             depthwise_initializer=CONV_INIT, name=name,
         )
-    return keras.layers.Conv2D(
+    layer = GroupedConv2D if groups > 1 else keras.layers.Conv2D
+    return layer(
         filters, kernel_size, strides=strides, padding=padding, groups=groups, use_bias=False,
         kernel_initializer=CONV_INIT, name=name,
     )

@@ -25,8 +25,14 @@ def build_face_model(model_config, num_classes, image_size):
     return keras.Model([image, label], output, name="face_model"), embedder, head
 
 
+def _keras_kind(layer):
+    """The layer's Keras class: this project's layers (a fused batch norm, a fast grouped conv) hold their
+    Keras parent's weights, so a backbone saved with either form loads into the other."""
+    return next(kind for kind in type(layer).__mro__ if kind.__module__.startswith("keras.")).__name__
+
+
 def _layer_list(model):
-    return [(layer.name, type(layer).__name__) for layer in model.layers[1:]] + [("nothing", "the end")]
+    return [(layer.name, _keras_kind(layer)) for layer in model.layers[1:]] + [("nothing", "the end")]
 
 
 def copy_pretrained(embedder, path):
