@@ -1,7 +1,8 @@
 PYTHON ?= python
 # the TensorFlow extra and dev; on a GPU machine: make demo EXTRAS=gpu,dev
 EXTRAS ?= cpu,dev
-# test processes (pytest-xdist), one test file each: most of a test's time is one thread tracing or starting Python
+# test processes (pytest-xdist), one test file each, the longest first (tests/conftest.py): most of a test's
+# time is one thread tracing or starting Python
 TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench
@@ -13,7 +14,7 @@ demo: install
 	$(PYTHON) tools/run.py experiments/demo_synth_mfn_arc.py
 
 test: install
-	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=10
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 	TF_ENABLE_ONEDNN_OPTS=0 $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m numeric -p no:cacheprovider
 
 bench: install

@@ -18,6 +18,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 import pytest  # noqa: E402
 
 
+# The files whose tests start training processes or compile for minutes, longest first. make test hands whole
+# files to its pytest-xdist processes in collection order (--dist loadfile --no-loadscope-reorder): these go
+# first, and the many short files fill in around them instead of one long file starting last.
+LONGEST_FIRST = ("test_signals_mirrored.py", "test_jax_training.py", "test_signals.py", "test_engine.py",
+                 "test_xla_matrix.py", "test_bench_gpu.py", "test_watch.py", "test_install.py", "test_backbones.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture
 def repo_root():
     return ROOT
@@ -29,3 +41,11 @@ def process_env(**extra):
     would otherwise share, so that a killed child's run stays registered in this process's service."""
     env = {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def resumable(tmp_path_factory):
+    """tests/tiny_runs.reference_run, once per test file that interrupts it."""
+    from tiny_runs import reference_run
+
+    return reference_run(tmp_path_factory.mktemp("resumable"))

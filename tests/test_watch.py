@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import ROOT, process_env
-from test_engine import DEMO, run_args, tiny
+from tiny_runs import DEMO, run_args, tiny
 from wandb_records import history_and_summary, raw_records
 
 from arcface_keras.training.progress import format_duration, interval_mean

@@ -1,0 +1,84 @@
+"""SIGTERM, a full disk and SIGINT stop a tools/run.py process; each rerun of the same command resumes, and the
+run ends equal to an uninterrupted one. Also: one process per run, and the rerun rule on a stopped run."""
+import json
+import os
+import re
+import resource
+import signal
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+from tiny_runs import Training, assert_same_arrays, checkpoint_arrays, file_states, latest_step, run_args, stopped_at
+
+
+def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_path, monkeypatch, capsys):
+    """SIGTERM, a full disk and SIGINT in turn, each time rerun with the same command: the run ends with every
+    array of its final checkpoint equal to the uninterrupted run's. Checkpoints only at the end of a fit
+    (train.save_steps=0, a key free to differ from the reference's), so that a signal's checkpoint is its own.
+    The signals go to tools/run.py processes; the reruns between them run in this process (no TensorFlow
+    start-up each), the full disk as RLIMIT_FSIZE (`ulimit -f`; Python ignores SIGXFSZ, so writes fail EFBIG).
+
+    On the way: a rerun with other settings is refused in one line and writes nothing (also when allowed, as
+    the checkpoint does not fit); a second process on the run is refused in one line naming the holder;
+    a temp file of a killed process is removed; a lock from another host whose heartbeat stopped is taken over.
+    """
+    overrides, _, reference = resumable
+    command = [sys.executable, "tools/run.py", *run_args(overrides + [f"log.work_dir={tmp_path}", "train.save_steps=0"])]
+    run_dir = tmp_path / "demo_synth_mfn_arc"
+    monkeypatch.chdir(ROOT)
+    from tools import run as run_tool
+
+    first = Training(command, tmp_path / "first.err")
+    first.wait_for_step(2)
+    term = stopped_at(*first.stop(signal.SIGTERM)[::2], "SIGTERM", 143)
+    assert term == latest_step(run_dir) < 14
+
+    before = file_states(run_dir)
+    with pytest.raises(SystemExit) as other:
+        run_tool.main(command[2:] + ["--set", "model.embedding_size=64"])
+    assert re.fullmatch(rf"error: {re.escape(str(run_dir))} was trained with other settings: model.embedding_size "
+                        r"16 → 64; train under a new name .+ \(tools/run.py --allow-changes\)", str(other.value.code))
+    with pytest.raises(SystemExit, match=r"^error: \S+ckpt-\d{8}.weights.h5 does not fit the model these settings "):
+        run_tool.main(command[2:] + ["--set", "model.embedding_size=64", "--allow-changes"])
+    assert file_states(run_dir) == before
+
+    assert signal.getsignal(signal.SIGXFSZ) is signal.SIG_IGN
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    checkpoint_size = max(path.stat().st_size for path in (run_dir / "checkpoints").glob("ckpt-*.weights.h5"))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (checkpoint_size // 2, limits[1]))  # the next checkpoint does not fit
+    try:
+        with pytest.raises(SystemExit) as full:
+            run_tool.main(command[2:])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert re.fullmatch(rf"error: cannot write {re.escape(str(run_dir))}/checkpoints/ckpt-\d{{8}}\.weights\.h5: File "
+                        rf"too large \(\S+ \w?B free there\); the newest checkpoint \(step {term}\) is intact: make "
+                        "room and rerun the same command", str(full.value.code)), full.value.code
+    assert latest_step(run_dir) == term and checkpoint_arrays(run_dir)[1]  # it still loads
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")) == []
+
+    (run_dir / "checkpoints" / ".tmp-99999.weights.h5").write_bytes(b"left by a killed process")
+    lock = run_dir / "run.lock"
+    lock.write_text(json.dumps({"pid": 1, "host": "another-host", "started": "yesterday"}))
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))  # its heartbeat stopped an hour ago
+
+    third = Training(command, tmp_path / "third.err")
+    third.wait_for_step(term + 1)
+    third.proc.send_signal(signal.SIGSTOP)  # alive, holding the run
+    try:
+        with pytest.raises(SystemExit) as busy:
+            run_tool.main(command[2:])
+    finally:
+        third.proc.send_signal(signal.SIGCONT)
+    interrupted = stopped_at(*third.stop(signal.SIGINT)[::2], "SIGINT", 130)
+    assert re.fullmatch(rf"error: {re.escape(str(run_dir))} is in use by pid {third.proc.pid} on \S+ since .+ "
+                        r"\(run.lock\): wait for it to end or stop it .+", str(busy.value.code)), busy.value.code
+    assert term < interrupted == latest_step(run_dir) and not (run_dir / "checkpoints" / ".tmp-99999.weights.h5").exists()
+
+    capsys.readouterr()
+    run_tool.main(command[2:])
+    assert f"resuming at step {interrupted}" in capsys.readouterr().out
+    assert_same_arrays(run_dir, reference)
+    assert not lock.exists()

@@ -1,0 +1,34 @@
+"""SIGTERM and SIGINT stop a run on two replicas (MirroredStrategy over two logical CPUs), which resumes exactly."""
+import signal
+import subprocess
+import sys
+
+from conftest import ROOT, process_env
+from tiny_runs import Training, assert_same_arrays, checkpoint_arrays, latest_step, run_args, stopped_at, tiny
+
+
+def test_signals_stop_a_mirrored_run_that_resumes_exactly(tmp_path):
+    """The same on two replicas (MirroredStrategy over two logical CPUs): SIGTERM, then SIGINT, then to the
+    end, against an uninterrupted run of the same setup."""
+    overrides = tiny(tmp_path, steps=7, epochs=2, extra=["eval.every_steps=0", "log.wandb=disabled",
+                                                          "train.strategy=mirrored", "train.batch_size=4"])
+    two_cpus = [sys.executable, "tests/two_cpus.py", "tools/run.py"]
+    straight = subprocess.Popen(two_cpus + run_args(overrides + [f"log.work_dir={tmp_path / 'straight'}"]), cwd=ROOT,
+                                env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = two_cpus + run_args(overrides + [f"log.work_dir={tmp_path / 'stopped'}", "train.save_steps=0"])
+    run_dir = tmp_path / "stopped" / "demo_synth_mfn_arc"
+
+    first = Training(command, tmp_path / "first.err")
+    first.wait_for_step(2)
+    term = stopped_at(*first.stop(signal.SIGTERM)[::2], "SIGTERM", 143)
+    second = Training(command, tmp_path / "second.err")
+    second.wait_for_step(term + 1)
+    interrupted = stopped_at(*second.stop(signal.SIGINT)[::2], "SIGINT", 130)
+    assert term < interrupted == latest_step(run_dir) and term < 14
+
+    last = subprocess.run(command, cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stdout[-2000:] + last.stderr[-2000:]
+    assert f"resuming at step {interrupted}" in last.stdout
+    straight_output = straight.communicate(timeout=300)[0]
+    assert straight.returncode == 0 and "2 replica(s), global batch 8" in straight_output, straight_output[-3000:]
+    assert_same_arrays(run_dir, checkpoint_arrays(tmp_path / "straight" / "demo_synth_mfn_arc"))
