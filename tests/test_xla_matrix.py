@@ -41,7 +41,7 @@ CELLS = [pytest.param(backbone, backend, precision, marks=[pytest.mark.slow] if 
 #  float32 (u = 2^-24): errors that add like a random walk, √(2 · layers) · u, times √2048 for the sums (of up to
 #     batch × 16 × 16 terms) that XLA orders otherwise, 8x: about 2e-4 of the change;
 #  mixed precision: 1e-2 for float16 (u = 2^-11, so 20 u), 5e-2 for bfloat16 (u = 2^-8, 13 u): the same walk over
-#     the default backbone's 32 layers gives √64 = 8 u (sums accumulate in float32 on both sides), with room.
+#     the default backbone's 35 layers gives √70 ≈ 8.4 u (sums accumulate in float32 on both sides), with room.
 MIXED_RTOL = {"mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}
 ROUNDING_MARGIN, UNIT_ROUNDOFF_32 = 8, 2.0**-24
 
