@@ -108,6 +108,7 @@ class Train:
     save_steps: ZeroOrMore = 1000  # 0: a checkpoint at the end only
     strategy: Literal["auto", "mirrored", "one_device", "multi_worker"] = "auto"  # training/distribute.py
     sync_bn: bool = False  # batch norm with global-batch statistics across replicas (TensorFlow)
+    freeze_bn: bool = False  # batch norms keep their statistics, scale and shift: fine-tuning on few identities
     model_parallel: ZeroOrMore = 0  # JAX: shard the class centres over this many devices (training/model_parallel.py)
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"  # training/auto.py
     jit_compile: BoolOrAuto = "auto"  # XLA: true, false or "auto" (training/auto.py)

@@ -243,3 +243,34 @@ def test_a_pretrained_network_that_differs_stops_run_in_one_line_before_any_file
     assert len(message.splitlines()) == 1 and message.startswith(f"error: model.pretrained {path}: layer ")
     assert "stage1_unit1_2_pad (ZeroPadding2D) there, stage1_unit1_shortcut_conv (Conv2D) in model.backbone" in message
     assert not (tmp_path / "runs" / "demo_synth_mfn_arc" / "config.json").exists()
+
+
+def test_train_freeze_bn_keeps_every_batch_norm_of_the_pretrained_network(imported, tmp_path, repo_root, monkeypatch):
+    """Two steps from the import with train.freeze_bn: the convolutions learn, the batch norms (statistics,
+    scale and shift) end as imported; without it the first training step moves the statistics."""
+    from tools import run as run_tool
+
+    for identity in range(2):
+        (tmp_path / "faces" / f"id{identity}").mkdir(parents=True)
+        for index in range(2):
+            (tmp_path / "faces" / f"id{identity}" / f"{index}.jpg").write_bytes(cv2.imencode(
+                ".jpg", np.random.default_rng(identity * 2 + index).integers(0, 255, (SIZE, SIZE, 3), np.uint8))[1].tobytes())
+    spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric"}
+    overrides = [
+        "data.synthetic={}", f"data.train={tmp_path / 'faces'}", f"data.cache_dir={tmp_path / 'cache'}",
+        f"data.image_size={SIZE}", f"model.backbone={spec}", f"model.embedding_size={EMBEDDING}",
+        f"model.pretrained={imported}", "train.steps_per_epoch=2", "train.epochs=1", "train.batch_size=4",
+        "train.freeze_bn=true", "log.wandb=disabled", f"log.work_dir={tmp_path / 'runs'}",
+    ]
+    monkeypatch.chdir(repo_root)
+    run_tool.main(["experiments/demo_synth_mfn_arc.py", *[a for o in overrides for a in ("--set", o)]])
+    tuned = keras.saving.load_model(tmp_path / "runs" / "demo_synth_mfn_arc" / "embedder.keras", compile=False)
+    source = keras.saving.load_model(imported, compile=False)
+    norms = [layer.name for layer in source.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer.name for layer in source.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert norms and convs
+    for name in norms:
+        for ours, theirs in zip(tuned.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs, err_msg=name)
+    assert all(not np.array_equal(tuned.get_layer(name).get_weights()[0], source.get_layer(name).get_weights()[0])
+               for name in convs)

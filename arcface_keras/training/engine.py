@@ -245,6 +245,8 @@ def build_model(experiment, plan, strategy, jit_compile):
     t = experiment.train
     with strategy_scope(strategy):
         model, embedder, head = build_face_model(experiment.model, plan.num_classes, experiment.data.image_size)
+        if t.freeze_bn:
+            freeze_batch_norms(embedder)
         schedule = WarmupSchedule(
             scaled_lr(t.lr, plan.global_batch, t.lr_batch, t.lr_scaling), plan.total_steps,
             warmup_steps=round(t.warmup_epochs * plan.steps_per_epoch), kind=t.lr_schedule,
@@ -253,6 +255,15 @@ def build_model(experiment, plan, strategy, jit_compile):
         model.compile(optimizer=make_optimizer(t, schedule), loss=head.loss(), jit_compile=jit_compile)
         model.optimizer.build(model.trainable_variables)  # now, not inside the first traced step
     return model, embedder, head
+
+
+def freeze_batch_norms(embedder):
+    """Every batch norm of the backbone normalises with its stored statistics and keeps its scale and shift
+    (Keras runs a non-trainable BatchNormalization in inference mode). A fine-tune on a few identities
+    otherwise replaces statistics gathered over hundreds of thousands of people by those of its own batches."""
+    for layer in embedder.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 def make_callbacks(experiment, plan, work_dir, evaluator, start, chief, stopper):
