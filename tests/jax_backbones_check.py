@@ -19,7 +19,6 @@ import arcface_keras.backbones  # noqa: E402, F401
 
 CASES = (
     {"type": "mobilefacenet", "width": 0.125},
-    {"type": "mobilefacenet", "width": 2.0, "blocks": (1, 0, 0, 0)},  # a grouped, not depthwise, stem conv
     {"type": "resnet18", "width": 0.0625, "se": True, "dropout": 0.1},
 )
 EMBEDDING_SIZE = 8
