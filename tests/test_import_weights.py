@@ -220,25 +220,32 @@ def test_model_pretrained_starts_training_from_the_import(files, imported, tmp_p
                             model=Model(backbone=spec, pretrained=str(tmp_path / "missing.keras"))))
 
 
-def test_a_pretrained_network_that_differs_stops_run_in_one_line_before_any_file(imported, tmp_path, repo_root,
-                                                                                 monkeypatch):
+def run_from_import(tmp_path, imported, padding, *extra):
+    """tools/run.py on the demo, resnet18 from the import (`padding`), one step of a tiny identity folder of
+    random crops (no synthetic generation, no verification set), with `extra` overrides."""
     from tools import run as run_tool
 
-    path = imported
-    spec = {"type": "resnet18", "width": BASE / 64, "padding": "same"}  # the import needs "symmetric"
-    for identity in range(2):  # a tiny identity folder: no synthetic generation, no verification set
+    for identity in range(2):
         (tmp_path / "faces" / f"id{identity}").mkdir(parents=True)
-        (tmp_path / "faces" / f"id{identity}" / "0.jpg").write_bytes(
-            cv2.imencode(".jpg", np.full((SIZE, SIZE, 3), 60 * identity, np.uint8))[1].tobytes())
+        for index in range(2):
+            pixels = np.random.default_rng(identity * 2 + index).integers(0, 255, (SIZE, SIZE, 3), np.uint8)
+            (tmp_path / "faces" / f"id{identity}" / f"{index}.jpg").write_bytes(cv2.imencode(".jpg", pixels)[1].tobytes())
+    spec = {"type": "resnet18", "width": BASE / 64, "padding": padding}
     overrides = [
         "data.synthetic={}", f"data.train={tmp_path / 'faces'}", f"data.cache_dir={tmp_path / 'cache'}",
-        f"data.image_size={SIZE}", f"model.backbone={spec}",
-        f"model.embedding_size={EMBEDDING}", f"model.pretrained={path}", "train.steps_per_epoch=1", "train.epochs=1",
-        "train.batch_size=4", "log.wandb=disabled", f"log.work_dir={tmp_path / 'runs'}",
+        f"data.image_size={SIZE}", f"model.backbone={spec}", f"model.embedding_size={EMBEDDING}",
+        f"model.pretrained={imported}", "train.steps_per_epoch=1", "train.epochs=1", "train.batch_size=4",
+        "log.wandb=disabled", f"log.work_dir={tmp_path / 'runs'}", *extra,
     ]
+    return run_tool.main(["experiments/demo_synth_mfn_arc.py", *[a for o in overrides for a in ("--set", o)]])
+
+
+def test_a_pretrained_network_that_differs_stops_run_in_one_line_before_any_file(imported, tmp_path, repo_root,
+                                                                                 monkeypatch):
+    path = imported
     monkeypatch.chdir(repo_root)
     with pytest.raises(SystemExit) as exit_info:
-        run_tool.main(["experiments/demo_synth_mfn_arc.py", *[a for o in overrides for a in ("--set", o)]])
+        run_from_import(tmp_path, path, "same")  # the import needs "symmetric"
     message = str(exit_info.value.code)
     assert len(message.splitlines()) == 1 and message.startswith(f"error: model.pretrained {path}: layer ")
     assert "stage1_unit1_2_pad (ZeroPadding2D) there, stage1_unit1_shortcut_conv (Conv2D) in model.backbone" in message
@@ -248,22 +255,8 @@ def test_a_pretrained_network_that_differs_stops_run_in_one_line_before_any_file
 def test_train_freeze_bn_keeps_every_batch_norm_of_the_pretrained_network(imported, tmp_path, repo_root, monkeypatch):
     """Two steps from the import with train.freeze_bn: the convolutions learn, the batch norms (statistics,
     scale and shift) end as imported; without it the first training step moves the statistics."""
-    from tools import run as run_tool
-
-    for identity in range(2):
-        (tmp_path / "faces" / f"id{identity}").mkdir(parents=True)
-        for index in range(2):
-            (tmp_path / "faces" / f"id{identity}" / f"{index}.jpg").write_bytes(cv2.imencode(
-                ".jpg", np.random.default_rng(identity * 2 + index).integers(0, 255, (SIZE, SIZE, 3), np.uint8))[1].tobytes())
-    spec = {"type": "resnet18", "width": BASE / 64, "padding": "symmetric"}
-    overrides = [
-        "data.synthetic={}", f"data.train={tmp_path / 'faces'}", f"data.cache_dir={tmp_path / 'cache'}",
-        f"data.image_size={SIZE}", f"model.backbone={spec}", f"model.embedding_size={EMBEDDING}",
-        f"model.pretrained={imported}", "train.steps_per_epoch=2", "train.epochs=1", "train.batch_size=4",
-        "train.freeze_bn=true", "log.wandb=disabled", f"log.work_dir={tmp_path / 'runs'}",
-    ]
     monkeypatch.chdir(repo_root)
-    run_tool.main(["experiments/demo_synth_mfn_arc.py", *[a for o in overrides for a in ("--set", o)]])
+    run_from_import(tmp_path, imported, "symmetric", "train.steps_per_epoch=2", "train.freeze_bn=true")
     tuned = keras.saving.load_model(tmp_path / "runs" / "demo_synth_mfn_arc" / "embedder.keras", compile=False)
     source = keras.saving.load_model(imported, compile=False)
     norms = [layer.name for layer in source.layers if isinstance(layer, keras.layers.BatchNormalization)]

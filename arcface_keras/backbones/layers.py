@@ -93,7 +93,7 @@ class GroupedConv2D(keras.layers.Conv2D):
         kernel = ops.reshape(ops.transpose(kernel, (0, 1, 3, 2, 4)), (height, width, self.groups * group_in, group_out))
         y = ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
                                dilation_rate=self.dilation_rate, data_format=self.data_format)
-        rows, columns = ops.shape(y)[1], ops.shape(y)[2]
+        _, rows, columns, _ = ops.shape(y)
         y = ops.reshape(y, (-1, rows, columns, self.groups, group_in, group_out))
         return ops.reshape(ops.sum(y, axis=4), (-1, rows, columns, filters))
 
