@@ -1,22 +1,26 @@
 """The same experiment on JAX over two host devices, then over two processes: equivalences, kill + resume.
 
-XLA splits the CPU into two devices, then tools/run.py runs one experiment
+First, in this process (before anything uses JAX): the error of train.strategy=multi_worker where
+no cluster is named. Then XLA splits the CPU into two devices, and tools/run.py runs one experiment
+three times in this process (one TensorFlow and JAX start-up for all), on the same data order:
   one       train.strategy=one_device, batch 2B
   two       train.strategy=mirrored (keras.distribution.DataParallel, 2 replicas), batch B
-on the same data order, evaluating during training (eval.every_steps) with a batch that does not
-split over the devices, and `straight`: the `two` settings over two epochs, saving every step.
+evaluating during training (eval.every_steps) with a batch that does not split over the devices,
+and `straight`: the `two` settings over two epochs, saving every step.
 Then the `straight` settings over two processes of one CPU device each (tools/run.py --workers
-127.0.0.1:P0,127.0.0.1:P1 --worker-index i: jax.distributed), evaluating on the chief during
-training: `multi_straight`, and `multi_resumed`, whose chief is killed with SIGKILL once a few
-checkpoints exist (the other process then fails by itself), after which both are started again.
+127.0.0.1:P0,127.0.0.1:P1 --worker-index i: jax.distributed): `multi_straight`, and
+`multi_resumed`, whose chief is killed with SIGKILL once a few checkpoints exist (the other
+process then fails by itself), after which both are started again.
 Prints one JSON line: the largest differences of `two`'s final checkpoint from `one`'s, of
 `multi_straight`'s from `straight`'s and of `multi_resumed`'s from `multi_straight`'s; the
 replica lines, `two`'s versions.json, the kill step, the "resuming at step" lines, the final step,
-each process's weights fingerprint, the killed run's survivor (exit code, seconds it lived on), the
-seconds each part took, and the error of multi_worker in a process that names no cluster.
+each process's weights fingerprint, the killed run's survivor (exit code, seconds it lived on),
+the seconds each part took, and the no-cluster error.
 
     python tests/jax_distribute_check.py EXPERIMENT WORK_DIR [section.key=value ...]
 """
+import contextlib
+import io
 import json
 import os
 import re
@@ -39,21 +43,15 @@ BATCH = 4
 RESUME = ["train.epochs=2", "train.steps_per_epoch=15", "train.save_steps=1", "eval.every_steps=0"]
 
 
-def run_at_once(experiment, work_dir, runs):
-    """tools/run.py for each {name: sets} of `runs`, all in fresh processes at once (the two cores share
-    their start-up); returns {name: its output}."""
-    procs = {}
-    for name, sets in runs.items():
-        args = [a for s in [*sets, f"name={name}", f"log.work_dir={work_dir}"] for a in ("--set", s)]
-        with open(Path(work_dir) / f".{name}.log", "w") as log:
-            procs[name] = subprocess.Popen([sys.executable, str(ROOT / "tools" / "run.py"), experiment, *args],
-                                           env=os.environ, stdout=log, stderr=subprocess.STDOUT)
-    codes = {name: proc.wait(timeout=900) for name, proc in procs.items()}
-    out = {name: (Path(work_dir) / f".{name}.log").read_text() for name in runs}
-    failed = [f"{name}: exit {code}\n{out[name][-3000:]}" for name, code in codes.items() if code != 0]
-    if failed:
-        raise SystemExit("\n".join(failed))
-    return out
+def run_here(experiment, work_dir, name, sets):
+    """tools/run.py's main for `name` in this process; returns what it printed."""
+    from tools import run as run_tool
+
+    args = [a for s in [*sets, f"name={name}", f"log.work_dir={work_dir}"] for a in ("--set", s)]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run_tool.main([experiment, *args])
+    return printed.getvalue()
 
 
 def lines(out, word):
@@ -140,21 +138,21 @@ def two_processes(experiment, work_dir, resume):
 def main(argv):
     experiment, work_dir, *extra = argv
     began = time.time()
+    report = {"no_cluster": no_cluster_error()}  # before anything uses JAX, as a real process would
     Path(work_dir).mkdir(parents=True, exist_ok=True)  # the runs' logs go there
     common = [*extra, "eval.every_steps=3", "eval.batch_size=31"]
     resume = [*extra, *RESUME, "train.strategy=mirrored", f"train.batch_size={BATCH}"]
-    out = run_at_once(experiment, work_dir, {  # first alone: it writes the data into the shared cache
-        "one": [*common, "train.strategy=one_device", f"train.batch_size={2 * BATCH}"]})
-    out.update(run_at_once(experiment, work_dir, {
-        "two": [*common, "train.strategy=mirrored", f"train.batch_size={BATCH}"], "straight": resume}))
+    out = {name: run_here(experiment, work_dir, name, sets) for name, sets in {
+        "one": [*common, "train.strategy=one_device", f"train.batch_size={2 * BATCH}"],
+        "two": [*common, "train.strategy=mirrored", f"train.batch_size={BATCH}"],
+        "straight": resume}.items()}
     reference = checkpoint_arrays(Path(work_dir) / "one")
-    report = {"two": largest_differences(checkpoint_arrays(Path(work_dir) / "two"), reference),
-              "replica_lines": {name: lines(out[name], "replica(s)") for name in ("one", "two")},
-              "versions": json.loads((Path(work_dir) / "two" / "versions.json").read_text())}
+    report.update({"two": largest_differences(checkpoint_arrays(Path(work_dir) / "two"), reference),
+                   "replica_lines": {name: lines(out[name], "replica(s)") for name in ("one", "two")},
+                   "versions": json.loads((Path(work_dir) / "two" / "versions.json").read_text())})
     report["seconds"] = {"one_process": round(time.time() - began)}
     report.update(two_processes(experiment, work_dir, resume))
     report["seconds"]["two_processes"] = round(time.time() - began - report["seconds"]["one_process"])
-    report["no_cluster"] = no_cluster_error()
     print(json.dumps(report))
 
 
