@@ -27,13 +27,14 @@ def measured(report):
 
 
 def test_gpu_bench_runs_tiny_on_cpu_with_jax_alone(repo_root):
-    done = run_bench(repo_root, "--device", "cpu", "--steps", "1", "--precision", "float32,mixed_float16")
+    done = run_bench(repo_root, "--device", "cpu", "--steps", "1", "--precision", "float32,mixed_float16",
+                     "--models", "resnet18,mobilefacenet")  # the smallest IResNet: compiling IR-50 took 2x longer
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert (report["backend"], report["auto"]) == ("jax", {"precision": "float32", "jit_compile": True})  # a CPU
     assert set(report["matmul_peak_tflops"]) == {"float32", "float16"} and min(report["matmul_peak_tflops"].values()) > 0
     rows = measured(report)
-    names = ("resnet50", "mobilefacenet", "arcface", "partial_fc")
+    names = ("resnet18", "mobilefacenet", "arcface", "partial_fc")
     assert set(rows) == {(n, p, True) for n in names for p in ("float32", "mixed_float16")}, report
     assert report["rows"][0]["auto"] and report["rows"][0]["precision"] == "float32"  # auto's rows come first
     for row in rows.values():
@@ -41,13 +42,13 @@ def test_gpu_bench_runs_tiny_on_cpu_with_jax_alone(repo_root):
         assert row["images_per_s"] > 0 and row["first_step_s"] > 0 and row["vs_auto"] > 0
         assert row["vs_auto"] == 1.0 if row["auto"] else row["vs_auto"] == pytest.approx(
             row["images_per_s"] / rows[row["name"], "float32", True]["images_per_s"])
-    for name in ("resnet50", "mobilefacenet"):  # backbone rows: FLOPs and the share of the dtype's matmul peak
+    for name in ("resnet18", "mobilefacenet"):  # backbone rows: FLOPs and the share of the dtype's matmul peak
         row = rows[name, "mixed_float16", True]
         assert row["batch"] == 8 and row["share_of_peak"] > 0
         assert row["tflops"] == pytest.approx(row["train_gflops_per_image"] * row["images_per_s"] / 1000)
-    # 3 x forward, per image, whatever the precision; IR-50 costs far more than MobileFaceNet
-    resnet, mobile = (rows[n, "float32", True]["train_gflops_per_image"] for n in ("resnet50", "mobilefacenet"))
-    assert resnet == rows["resnet50", "mixed_float16", True]["train_gflops_per_image"] > 10 * mobile
+    # 3 x forward, per image, whatever the precision; IR-18 costs far more than MobileFaceNet (9.5x at these sizes)
+    resnet, mobile = (rows[n, "float32", True]["train_gflops_per_image"] for n in ("resnet18", "mobilefacenet"))
+    assert resnet == rows["resnet18", "mixed_float16", True]["train_gflops_per_image"] > 5 * mobile
     assert "| partial_fc (head) | 8 | mixed_float16 | on |" in done.stdout and "float16 matmul peak" in done.stdout
 
 
