@@ -1,4 +1,6 @@
 """What a run says while it runs: console lines, TensorBoard events, W&B panels and step axis, sweeps."""
+import contextlib
+import io
 import json
 import re
 import signal
@@ -26,11 +28,28 @@ def seconds(eta):
     return 3600 * hours + 60 * minutes + secs
 
 
-def timed_lines(command, cwd):
-    """Run `command`, returning (arrival time, line) for each stdout line and the exit code."""
-    proc = subprocess.Popen(command, cwd=cwd, env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = [(time.time(), line.rstrip("\n")) for line in proc.stdout]
-    return lines, proc.wait(timeout=600)
+class LineClock(io.TextIOBase):
+    """A stdout that notes (arrival time, line) for each line written to it."""
+
+    def __init__(self):
+        self.lines, self.partial = [], ""
+
+    def write(self, text):
+        *done, self.partial = (self.partial + text).split("\n")
+        self.lines += [(time.time(), line) for line in done]
+        return len(text)
+
+
+def timed_run(overrides):
+    """tools/run.py on the tiny demo in this process (no second TensorFlow start-up): (arrival time, line) for
+    each line it prints."""
+    from tools import run as run_tool
+
+    clock = LineClock()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(clock):
+        patch.chdir(ROOT)
+        run_tool.main(run_args(overrides))
+    return clock.lines
 
 
 def wandb_rows(run_dir):
@@ -54,10 +73,7 @@ def tensorboard_scalars(folder):
 def watched_run(tmp_path_factory):
     """One tiny offline run: 2 epochs of 5 steps, a line every 2 steps, verification every 4."""
     tmp_path = tmp_path_factory.mktemp("watched")
-    overrides = tiny(tmp_path, steps=5, epochs=2)
-    lines, code = timed_lines([sys.executable, "tools/run.py", *run_args(overrides)], ROOT)
-    assert code == 0, "\n".join(line for _, line in lines[-30:])
-    return tmp_path / "runs" / "demo_synth_mfn_arc", lines
+    return tmp_path / "runs" / "demo_synth_mfn_arc", timed_run(tiny(tmp_path, steps=5, epochs=2))
 
 
 def test_console_line_every_n_steps_and_at_epoch_ends_with_a_plausible_eta(watched_run):
@@ -178,9 +194,7 @@ def test_killed_and_resumed_run_continues_one_strictly_increasing_wandb_step_axi
     checkpoint = json.loads(latest.read_text())["step"]
     assert 10 <= checkpoint < 40 and int(mark.read_text()) > checkpoint
 
-    lines, code = timed_lines(command, repo_root)
-    assert code == 0, "\n".join(line for _, line in lines[-30:])
-    steps = [int(LINE.match(line)[1]) for _, line in lines if LINE.match(line)]
+    steps = [int(LINE.match(line)[1]) for _, line in timed_run(overrides) if LINE.match(line)]
     assert steps[0] == checkpoint + 2 and steps[-1] == 40  # the true step (the first after tracing is not timed)
     files, rows = wandb_rows(run_dir)
     assert len(files) == 2 and len({f.name for f in files}) == 1  # one W&B run, continued
@@ -237,8 +251,6 @@ def test_sweep_parameters_reach_the_experiment_as_set_overrides(repo_root, monke
 
 
 def test_live_bar_on_a_terminal_and_the_loss_scale_under_float16():
-    import io
-
     import keras
 
     from arcface_keras.training.progress import Progress
