@@ -60,7 +60,12 @@ def l2_normalize(x, axis=1):
 
 def pair_distances(embeddings1, embeddings2):
     """Squared L2 distance between L2-normalised embeddings (in [0, 4])."""
-    diff = l2_normalize(embeddings1) - l2_normalize(embeddings2)
+    return squared_distances(l2_normalize(embeddings1), l2_normalize(embeddings2))
+
+
+def squared_distances(unit1, unit2):
+    """Squared L2 distance between rows that are already unit length."""
+    diff = unit1 - unit2
     return np.sum(diff * diff, axis=1)
 
 

@@ -2,7 +2,7 @@
 insightface 10-fold protocol (raw pixels give the no-learning baseline)."""
 import numpy as np
 
-from arcface_keras.evaluation.verification import kfold_accuracy, pair_distances
+from arcface_keras.evaluation.verification import kfold_accuracy, l2_normalize, squared_distances
 
 
 def verification_pairs(labels, pairs, seed=0):
@@ -26,10 +26,15 @@ def verification_pairs(labels, pairs, seed=0):
 
 
 def verification_accuracy(features, labels, pairs=1000, seed=0):
-    """10-fold verification accuracy (insightface protocol) of cosine similarity between feature vectors."""
-    features = np.asarray(features, np.float64).reshape(len(features), -1)
+    """10-fold verification accuracy (insightface protocol) of cosine similarity between feature vectors.
+
+    Each feature is normalised once and the pairs are scored a block at a time (~16 MB of float64): raw
+    pixels (37,632 values per image) then cost a few blocks instead of four arrays of every pair's values."""
+    unit = l2_normalize(np.asarray(features, np.float64).reshape(len(features), -1))
     first, second, issame = verification_pairs(labels, pairs, seed)
-    return kfold_accuracy(pair_distances(features[first], features[second]), issame)
+    step = max(1, 2**21 // unit.shape[1])
+    distances = [squared_distances(unit[first[i:i + step]], unit[second[i:i + step]]) for i in range(0, pairs, step)]
+    return kfold_accuracy(np.concatenate(distances), issame)
 
 
 def raw_pixel_accuracy(images, labels, pairs=1000, seed=0):
