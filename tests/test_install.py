@@ -1,9 +1,9 @@
 """Every install path resolves to at most one TensorFlow distribution (pip's resolver, dry run).
 
 Several distributions install the same `tensorflow/` package (tensorflow, tensorflow-cpu, ...): two
-of them in one environment overwrite each other's files. pip resolves each install against the
-package index without installing anything (`--dry-run --report`), the three installs at once (pip mostly
-waits on the index); without the index the test skips.
+of them in one environment overwrite each other's files. pip resolves the cpu and gpu installs against
+the package index without installing anything (`--dry-run --report`), both at once; the plain install
+(no extras) is read from the cpu install's dependency graph. Without the index the test skips.
 """
 import concurrent.futures
 import json
@@ -45,7 +45,7 @@ def project(tmp_path_factory):
 
 
 def resolve(project, extras):
-    """Names of the distributions `pip install .[extras]` would install into an empty environment."""
+    """The distributions `pip install .[extras]` would install into an empty environment: pip's report items."""
     target = f"{project}[{extras}]" if extras else str(project)
     report = project / f"report-{extras or 'base'}.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
@@ -55,13 +55,36 @@ def resolve(project, extras):
     except subprocess.TimeoutExpired:
         pytest.skip(f"pip did not resolve {target} within {RESOLVE_SECONDS} s (slow or unreachable index)")
     assert done.returncode == 0, done.stderr[-3000:]
-    return {normalise(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+    return json.loads(report.read_text())["install"]
+
+
+def names(items):
+    return {normalise(item["metadata"]["name"]) for item in items}
+
+
+def without_extras(items):
+    """Names of the distributions among `items` that the project's own requirements (no extras) reach, through
+    each resolved distribution's requirements (with the extras asked of it)."""
+    from packaging.requirements import Requirement
+
+    resolved = {normalise(item["metadata"]["name"]): item["metadata"] for item in items}
+    project = next(item["metadata"] for item in items if item.get("is_direct"))
+    reached, todo = set(), [(project, ())]
+    while todo:
+        metadata, extras = todo.pop()
+        for requirement in map(Requirement, metadata.get("requires_dist", [])):
+            key = (normalise(requirement.name), tuple(sorted(requirement.extras)))
+            wanted = requirement.marker is None or any(requirement.marker.evaluate({"extra": extra})
+                                                       for extra in extras or ("",))
+            if wanted and key not in reached:
+                reached.add(key)
+                todo.append((resolved[key[0]], key[1]))
+    return {name for name, _ in reached}
 
 
 INSTALLS = [
     ("cpu,dev", {"tensorflow-cpu" if platform.machine() in ("x86_64", "AMD64") else "tensorflow"}),  # make test
     ("gpu,dev", {"tensorflow"}),  # tensorflow[and-cuda]: the same distribution plus the CUDA libraries
-    ("", set()),  # the models and heads alone (the JAX backend needs no TensorFlow)
 ]
 
 
@@ -78,8 +101,15 @@ def resolutions(project):
 
 @pytest.mark.parametrize("extras, expected", INSTALLS)
 def test_each_install_has_at_most_one_tensorflow(resolutions, extras, expected):
-    installed = resolutions[extras].result()
+    installed = names(resolutions[extras].result())
     assert installed & TENSORFLOW_DISTRIBUTIONS == expected
     assert "keras" in installed
     if extras.startswith("gpu") and sys.platform == "linux":
         assert "nvidia-cudnn-cu12" in installed  # the and-cuda extra came along
+
+
+def test_the_plain_install_has_no_tensorflow(resolutions):
+    """The models and heads alone (`pip install .`; the JAX backend needs no TensorFlow)."""
+    installed = without_extras(resolutions["cpu,dev"].result())
+    assert not installed & TENSORFLOW_DISTRIBUTIONS and {"keras", "numpy", "mtcnn"} <= installed
+    assert not installed & {"jax", "pytest", "onnxruntime"}  # what only the extras ask for stays out
