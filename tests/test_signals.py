@@ -1,5 +1,7 @@
-"""SIGTERM, a full disk and SIGINT stop a tools/run.py process; each rerun of the same command resumes, and the
+"""SIGTERM, a full disk and SIGINT stop a run of tools/run.py; each rerun of the same command resumes, and the
 run ends equal to an uninterrupted one. Also: one process per run, and the rerun rule on a stopped run."""
+import contextlib
+import io
 import json
 import os
 import re
@@ -13,12 +15,29 @@ from conftest import ROOT
 from tiny_runs import Training, assert_same_arrays, checkpoint_arrays, file_states, latest_step, run_args, stopped_at
 
 
+class SignalAtStep(io.StringIO):
+    """A stdout that sends `signum` to this process once a progress line at `step` or later is printed."""
+
+    def __init__(self, signum, step):
+        super().__init__()
+        self.signum, self.step = signum, step
+
+    def write(self, text):
+        found = re.match(r"step (\d+)/", text)
+        if found and int(found.group(1)) >= self.step and self.signum is not None:
+            os.kill(os.getpid(), self.signum)
+            self.signum = None
+        return super().write(text)
+
+
 def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_path, monkeypatch, capsys):
     """SIGTERM, a full disk and SIGINT in turn, each time rerun with the same command: the run ends with every
     array of its final checkpoint equal to the uninterrupted run's. Checkpoints only at the end of a fit
     (train.save_steps=0, a key free to differ from the reference's), so that a signal's checkpoint is its own.
-    The signals go to tools/run.py processes; the reruns between them run in this process (no TensorFlow
-    start-up each), the full disk as RLIMIT_FSIZE (`ulimit -f`; Python ignores SIGXFSZ, so writes fail EFBIG).
+    SIGTERM comes to this process, sent to itself when the run prints step 2; SIGINT goes to a tools/run.py
+    process (tests/test_signals_mirrored.py sends SIGTERM to one). The reruns between them run in this process
+    (no TensorFlow start-up each), the full disk as RLIMIT_FSIZE (`ulimit -f`; Python ignores SIGXFSZ, so
+    writes fail EFBIG).
 
     On the way: a rerun with other settings is refused in one line and writes nothing (also when allowed, as
     the checkpoint does not fit); a second process on the run is refused in one line naming the holder;
@@ -30,9 +49,9 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
     monkeypatch.chdir(ROOT)
     from tools import run as run_tool
 
-    first = Training(command, tmp_path / "first.err")
-    first.wait_for_step(2)
-    term = stopped_at(*first.stop(signal.SIGTERM)[::2], "SIGTERM", 143)
+    with pytest.raises(SystemExit) as first, contextlib.redirect_stdout(SignalAtStep(signal.SIGTERM, 2)):
+        run_tool.main(command[2:])
+    term = stopped_at(first.value.code, capsys.readouterr().err.strip().splitlines(), "SIGTERM", 143)
     assert term == latest_step(run_dir) < 14
 
     before = file_states(run_dir)
