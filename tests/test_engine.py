@@ -131,7 +131,8 @@ def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_p
 
 
 def test_a_fresh_interpreter_loads_a_saved_embedder_after_import_arcface_keras(tmp_path, repo_root):
-    """The README's Python use: `import arcface_keras`, load the embedder with Keras, embed two crops, compare."""
+    """The README's Python use: `import arcface_keras`, load the embedder with Keras, embed two crops, compare;
+    with TensorFlow imported in between, as a user's script may."""
     from arcface_keras.training.model import build_face_model
     from arcface_keras.config import Model
 
@@ -144,7 +145,10 @@ def test_a_fresh_interpreter_loads_a_saved_embedder_after_import_arcface_keras(t
 
         cv2.imwrite(str(tmp_path / name), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
     code = f"""
-import arcface_keras  # first: registers the layers, quiets TensorFlow's start-up
+import sys
+import arcface_keras  # first: registers the layers once Keras is imported, quiets TensorFlow's start-up
+assert "keras" not in sys.modules and "tensorflow" not in sys.modules  # the package alone imports neither
+import tensorflow  # looks Keras up, then imports it: the layers are registered all the same
 import keras, numpy as np
 from arcface_keras.data.decode import decode_rgb
 from arcface_keras.evaluation.embed import embed_images

@@ -52,3 +52,23 @@ def test_config_reaches_nothing_of_the_data_layer():
     graph = import_graph()
     assert {"arcface_keras.config", "arcface_keras.data.sources"} <= reachable(graph, "arcface_keras.data.prepare")
     assert [m for m in reachable(graph, "arcface_keras.config") if m.startswith("arcface_keras.data")] == []
+
+
+def test_the_package_alone_imports_no_keras_and_a_module_that_does_registers_every_class():
+    """In a fresh interpreter: `import arcface_keras` imports neither Keras nor TensorFlow; a module of ours that
+    imports Keras (and, through another module, itself back half-made) leaves every class registered."""
+    import subprocess
+    import sys
+
+    import keras
+
+    import arcface_keras  # noqa: F401  (registers this process's classes: the expected set)
+
+    code = ("import sys, arcface_keras\n"
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'the package imported Keras'\n"
+            "import arcface_keras.heads.metric, keras\n"
+            "print(' '.join(sorted(keras.saving.get_custom_objects())))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = sorted(name for name in keras.saving.get_custom_objects() if name.startswith("arcface_keras"))
+    assert ours and [name for name in done.stdout.split() if name.startswith("arcface_keras")] == ours
