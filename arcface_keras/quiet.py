@@ -7,12 +7,12 @@ tensorflow runs with stderr captured; its lines are then replayed without the IN
 the level asked for. Installed by `import arcface_keras`, before anything can import TensorFlow.
 """
 import contextlib
-import importlib.abc
-import importlib.util
 import os
 import re
 import sys
 import tempfile
+
+from arcface_keras import import_hooks
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _RECORD = re.compile(r"^([IWEF])\d{4} ")  # absl/glog line prefix: severity letter, MMDD
@@ -46,37 +46,19 @@ def filtered_stderr():
             sys.stderr.write("".join(kept))
 
 
-class _QuietLoader(importlib.abc.Loader):
-    """TensorFlow's own loader, executing the package with stderr filtered."""
+class _QuietFinder(import_hooks.Finder):
+    """Imports `tensorflow` with stderr filtered, once; then steps out of the import system."""
 
-    def __init__(self, loader):
-        self.loader = loader
+    def wants(self, name):
+        return name == "tensorflow"
 
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
+    def run(self, module, execute):
+        self.step_out()
         with filtered_stderr():
-            self.loader.exec_module(module)
-
-    def __getattr__(self, name):  # resource readers and the like come from the real loader
-        return getattr(self.loader, name)
-
-
-class _QuietFinder(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` once, wrapping its loader; then steps out of the import system."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
-        return spec
+            execute()
 
 
 def install():
     """Quiet the first import of tensorflow (nothing to do when it is already imported)."""
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietFinder())
+    if "tensorflow" not in sys.modules:
+        _QuietFinder().install()
