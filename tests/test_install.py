@@ -46,8 +46,8 @@ def project(tmp_path_factory):
 
 def resolve(project, extras):
     """The distributions `pip install .[extras]` would install into an empty environment: pip's report items."""
-    target = f"{project}[{extras}]" if extras else str(project)
-    report = project / f"report-{extras or 'base'}.json"
+    target = f"{project}[{extras}]"
+    report = project / f"report-{extras}.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                "--report", str(report), target]
     try:
@@ -92,7 +92,7 @@ INSTALLS = [
 def resolutions(project):
     """{extras: future of resolve(...)} for every install, all started now, each on its own copy of the project
     (building its metadata writes there); a skip or failure is raised by the future's result(), in its own test."""
-    copies = {extras: shutil.copytree(project, project.with_name(f"{project.name}-{extras or 'base'}"))
+    copies = {extras: shutil.copytree(project, project.with_name(f"{project.name}-{extras}"))
               for extras, _ in INSTALLS}
     pool = concurrent.futures.ThreadPoolExecutor(len(INSTALLS))
     yield {extras: pool.submit(resolve, copy, extras) for extras, copy in copies.items()}

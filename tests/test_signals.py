@@ -1,7 +1,6 @@
 """SIGTERM, a full disk and SIGINT stop a run of tools/run.py; each rerun of the same command resumes, and the
 run ends equal to an uninterrupted one. Also: one process per run, and the rerun rule on a stopped run."""
 import contextlib
-import io
 import json
 import os
 import re
@@ -12,22 +11,8 @@ import time
 
 import pytest
 from conftest import ROOT
-from tiny_runs import Training, assert_same_arrays, checkpoint_arrays, file_states, latest_step, run_args, stopped_at
-
-
-class SignalAtStep(io.StringIO):
-    """A stdout that sends `signum` to this process once a progress line at `step` or later is printed."""
-
-    def __init__(self, signum, step):
-        super().__init__()
-        self.signum, self.step = signum, step
-
-    def write(self, text):
-        found = re.match(r"step (\d+)/", text)
-        if found and int(found.group(1)) >= self.step and self.signum is not None:
-            os.kill(os.getpid(), self.signum)
-            self.signum = None
-        return super().write(text)
+from tiny_runs import (Lines, Training, assert_same_arrays, checkpoint_arrays, file_states, latest_step,
+                       progress_step, run_args, stopped_at)
 
 
 def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_path, monkeypatch, capsys):
@@ -49,7 +34,14 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
     monkeypatch.chdir(ROOT)
     from tools import run as run_tool
 
-    with pytest.raises(SystemExit) as first, contextlib.redirect_stdout(SignalAtStep(signal.SIGTERM, 2)):
+    sent = []
+
+    def term_at_step_2(line):
+        if not sent and (progress_step(line) or 0) >= 2:
+            sent.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SystemExit) as first, contextlib.redirect_stdout(Lines(term_at_step_2)):
         run_tool.main(command[2:])
     term = stopped_at(first.value.code, capsys.readouterr().err.strip().splitlines(), "SIGTERM", 143)
     assert term == latest_step(run_dir) < 14

@@ -1,6 +1,4 @@
 """What a run says while it runs: console lines, TensorBoard events, W&B panels and step axis, sweeps."""
-import contextlib
-import io
 import json
 import re
 import signal
@@ -13,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, process_env
-from tiny_runs import DEMO, run_args, tiny
+from conftest import process_env
+from tiny_runs import DEMO, Lines, run_args, run_here, tiny
 from wandb_records import history_and_summary, raw_records
 
 from arcface_keras.training.progress import format_duration, interval_mean
@@ -28,28 +26,11 @@ def seconds(eta):
     return 3600 * hours + 60 * minutes + secs
 
 
-class LineClock(io.TextIOBase):
-    """A stdout that notes (arrival time, line) for each line written to it."""
-
-    def __init__(self):
-        self.lines, self.partial = [], ""
-
-    def write(self, text):
-        *done, self.partial = (self.partial + text).split("\n")
-        self.lines += [(time.time(), line) for line in done]
-        return len(text)
-
-
 def timed_run(overrides):
-    """tools/run.py on the tiny demo in this process (no second TensorFlow start-up): (arrival time, line) for
-    each line it prints."""
-    from tools import run as run_tool
-
-    clock = LineClock()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(clock):
-        patch.chdir(ROOT)
-        run_tool.main(run_args(overrides))
-    return clock.lines
+    """tools/run.py on the tiny demo in this process: (arrival time, line) for each line it prints."""
+    printed = Lines()
+    run_here(overrides, printed)
+    return printed.lines
 
 
 def wandb_rows(run_dir):
@@ -251,6 +232,8 @@ def test_sweep_parameters_reach_the_experiment_as_set_overrides(repo_root, monke
 
 
 def test_live_bar_on_a_terminal_and_the_loss_scale_under_float16():
+    import io
+
     import keras
 
     from arcface_keras.training.progress import Progress

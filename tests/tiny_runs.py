@@ -1,10 +1,14 @@
 """Tiny runs of the demo experiment for the end-to-end tests: their overrides, the uninterrupted reference run
 that interrupted runs must end equal to, and a training process read line by line and stopped by signal."""
+import contextlib
+import io
 import json
 import re
 import signal
 import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -49,16 +53,43 @@ RESUMABLE = ["eval.every_steps=0", "log.wandb=disabled", "train.save_steps=3", "
              "data.augment=['flip', {'type': 'color_jitter', 'p': 0.5}, {'type': 'random_crop', 'p': 0.5}]"]
 
 
+class Lines(io.TextIOBase):
+    """A stdout that notes (arrival time, line) for each line written to it and hands each line to `on_line`."""
+
+    def __init__(self, on_line=None):
+        self.lines, self.partial, self.on_line = [], "", on_line
+
+    def write(self, text):
+        *done, self.partial = (self.partial + text).split("\n")
+        for line in done:
+            self.lines.append((time.time(), line))
+            if self.on_line is not None:
+                self.on_line(line)
+        return len(text)
+
+
+def progress_step(line):
+    """The step of a progress line ("step N/M ..."), else None."""
+    found = re.match(r"step (\d+)/", line)
+    return int(found.group(1)) if found else None
+
+
+def run_here(overrides, stdout=None):
+    """tools/run.py on the tiny demo in this process (no second TensorFlow start-up), printing to `stdout`
+    (default: this process's)."""
+    from tools import run as run_tool
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout or sys.stdout):
+        patch.chdir(ROOT)
+        return run_tool.main(run_args(overrides))
+
+
 def reference_run(root):
     """The tiny demo, 7 steps per epoch, 2 epochs, trained once without interruption (in this process) under
     `root`: (its overrides, its run directory, its final checkpoint). The tests that interrupt the same run
     compare their final checkpoints with this one, bit for bit; none writes into it."""
     overrides = tiny(root, steps=7, epochs=2, extra=RESUMABLE)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(ROOT)
-        from tools import run as run_tool
-
-        run_tool.main(run_args(overrides + [f"log.work_dir={root / 'straight'}"]))
+    run_here(overrides + [f"log.work_dir={root / 'straight'}"])
     run_dir = root / "straight" / "demo_synth_mfn_arc"
     return overrides, run_dir, checkpoint_arrays(run_dir)
 
@@ -95,9 +126,8 @@ class Training:
         """Read on until a progress line at `step` or later; return its step."""
         for line in self.proc.stdout:
             self.lines.append(line)
-            found = re.match(r"step (\d+)/", line)
-            if found and int(found.group(1)) >= step:
-                return int(found.group(1))
+            if (progress_step(line) or 0) >= step:
+                return progress_step(line)
         self.proc.wait()
         raise AssertionError(f"exit status {self.proc.returncode} before step {step}: {''.join(self.lines)[-2000:]}"
                              f"{self.stderr_path.read_text()[-6000:]}")
