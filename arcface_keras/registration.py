@@ -13,9 +13,6 @@ import sys
 
 from arcface_keras import import_hooks
 
-_importing = []  # the modules (Keras and ours) whose code is running now, outermost first
-
-
 def register():
     """Import the modules that define the project's Keras-serialisable classes."""
     from arcface_keras.backbones import layers  # noqa: F401
@@ -27,16 +24,19 @@ class _RegisteringFinder(import_hooks.Finder):
     """Watches Keras and the package's modules; once the outermost of them has run and Keras is imported,
     steps out of the import system and registers."""
 
+    def __init__(self):
+        self.importing = []  # the watched modules whose code is running now, outermost first
+
     def wants(self, name):
         return name == "keras" or name.startswith("arcface_keras.")
 
     def run(self, module, execute):
-        _importing.append(module.__name__)
+        self.importing.append(module.__name__)
         try:
             execute()
         finally:
-            _importing.pop()
-        if not _importing and "keras" in sys.modules and self in sys.meta_path:
+            self.importing.pop()
+        if not self.importing and "keras" in sys.modules and self in sys.meta_path:
             self.step_out()
             register()
 
