@@ -8,14 +8,13 @@ three times in this process (one TensorFlow and JAX start-up for all), on the sa
 evaluating during training (eval.every_steps) with a batch that does not split over the devices,
 and `straight`: the `two` settings over two epochs, saving every step.
 Then the `straight` settings over two processes of one CPU device each (tools/run.py --workers
-127.0.0.1:P0,127.0.0.1:P1 --worker-index i: jax.distributed): `multi_straight`, and
-`multi_resumed`, whose chief is killed with SIGKILL once a few checkpoints exist (the other
-process then fails by itself), after which both are started again.
-Prints one JSON line: the largest differences of `two`'s final checkpoint from `one`'s, of
-`multi_straight`'s from `straight`'s and of `multi_resumed`'s from `multi_straight`'s; the
-replica lines, `two`'s versions.json, the kill step, the "resuming at step" lines, the final step,
-each process's weights fingerprint, the killed run's survivor (exit code, seconds it lived on),
-the seconds each part took, and the no-cluster error.
+127.0.0.1:P0,127.0.0.1:P1 --worker-index i: jax.distributed): `multi_resumed`, whose chief is
+killed with SIGKILL once a few checkpoints exist (the other process then fails by itself), after
+which both are started again and run to the end.
+Prints one JSON line: the largest differences of `two`'s final checkpoint from `one`'s and of
+`multi_resumed`'s from `straight`'s; the replica lines, `two`'s versions.json, the kill step, the
+"resuming at step" lines, the final step, each process's weights fingerprint, the killed run's
+survivor (exit code, seconds it lived on), the seconds each part took, and the no-cluster error.
 
     python tests/jax_distribute_check.py EXPERIMENT WORK_DIR [section.key=value ...]
 """
@@ -58,10 +57,10 @@ def lines(out, word):
     return [line for line in out.splitlines() if word in line]
 
 
-def start_processes(experiment, work_dir, name, sets, ports=None):
-    """tools/run.py as processes 0 and 1 of a two-process JAX cluster on 127.0.0.1 (`ports`, else two free
-    ones), one CPU device each, their output in WORK_DIR/.NAME-<index>.log."""
-    workers = ",".join(f"127.0.0.1:{port}" for port in ports or free_ports(2))
+def start_processes(experiment, work_dir, name, sets):
+    """tools/run.py as processes 0 and 1 of a two-process JAX cluster on two free ports of 127.0.0.1, one CPU
+    device each, their output in WORK_DIR/.NAME-<index>.log."""
+    workers = ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
     args = [a for s in [*sets, f"name={name}", f"log.work_dir={work_dir}"] for a in ("--set", s)]
     flags = os.environ["XLA_FLAGS"].replace(TWO_DEVICES, "").strip()
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, **({"XLA_FLAGS": flags} if flags else {})}
@@ -78,20 +77,20 @@ def outputs(work_dir, name):
     return [(Path(work_dir) / f".{name}-{index}.log").read_text() for index in range(2)]
 
 
-def run_processes(experiment, work_dir, name, sets, procs=None):
-    """Both processes (started unless `procs` are) to the end; returns their outputs (of every start of `name`)."""
-    procs = procs or start_processes(experiment, work_dir, name, sets)
+def run_processes(experiment, work_dir, name, sets):
+    """Both processes started and run to the end; returns their outputs (of every start of `name`)."""
+    procs = start_processes(experiment, work_dir, name, sets)
     codes = [proc.wait(timeout=900) for proc in procs]
     if codes != [0, 0]:
         raise SystemExit(f"{name}: exit codes {codes}\n" + "\n".join(out[-3000:] for out in outputs(work_dir, name)))
     return outputs(work_dir, name)
 
 
-def kill_chief_when_saved(experiment, work_dir, name, sets, min_step, ports):
+def kill_chief_when_saved(experiment, work_dir, name, sets, min_step):
     """Start both processes, SIGKILL the chief once its newest checkpoint is at `min_step` or later; return
     that step and the other process's (exit code, seconds it lived on); it is killed after 150 s (JAX's
     heartbeat timeout, 100 s, ends a process whose peer died at the latest)."""
-    procs = start_processes(experiment, work_dir, name, sets, ports)
+    procs = start_processes(experiment, work_dir, name, sets)
     latest = Path(work_dir) / name / "checkpoints" / "latest.json"
     deadline = time.time() + 600
     while time.time() < deadline and procs[0].poll() is None:
@@ -117,20 +116,17 @@ def fingerprints(outputs):
 
 
 def two_processes(experiment, work_dir, resume):
-    """The `straight` run over two processes, uninterrupted and killed + rerun (see the module docstring)."""
+    """The `straight` run over two processes, killed and rerun (see the module docstring)."""
     sets = [*resume, "eval.every_steps=10", "eval.batch_size=31"]
-    ports = free_ports(4)  # both runs at once, on ports of their own
-    started = start_processes(experiment, work_dir, "multi_straight", sets, ports[:2])
-    killed_at, survivor = kill_chief_when_saved(experiment, work_dir, "multi_resumed", sets, 4, ports[2:])
-    straight = run_processes(experiment, work_dir, "multi_straight", sets, started)
-    rerun = run_processes(experiment, work_dir, "multi_resumed", sets)
-    runs = {name: checkpoint_arrays(Path(work_dir) / name) for name in ("straight", "multi_straight", "multi_resumed")}
-    return {"multi_vs_straight": largest_differences(runs["multi_straight"], runs["straight"]),
-            "multi_resumed_vs_multi_straight": largest_differences(runs["multi_resumed"], runs["multi_straight"]),
-            "multi_replica_lines": [lines(out, "replica(s)") for out in straight],
-            "multi_fingerprints": fingerprints(straight) + fingerprints(rerun),
+    killed_at, survivor = kill_chief_when_saved(experiment, work_dir, "multi_resumed", sets, 4)
+    starts = run_processes(experiment, work_dir, "multi_resumed", sets)  # each log holds both starts
+    straight = checkpoint_arrays(Path(work_dir) / "straight")
+    return {"multi_resumed_vs_straight": largest_differences(checkpoint_arrays(Path(work_dir) / "multi_resumed"),
+                                                             straight),
+            "multi_replica_lines": [lines(out, "replica(s)") for out in starts],
+            "multi_fingerprints": fingerprints(starts),
             "multi_killed_at": killed_at, "multi_survivor": survivor,
-            "multi_resumed_lines": [lines(out, "resuming at step") for out in rerun],
+            "multi_resumed_lines": [lines(out, "resuming at step") for out in starts],
             "multi_resumed_step": json.loads((Path(work_dir) / "multi_resumed" / "eval_report.json").read_text())["step"],
             "multi_run_dirs": sorted(p.name for p in Path(work_dir).glob("multi*") if p.is_dir())}
 

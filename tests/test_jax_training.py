@@ -27,22 +27,25 @@ def test_jax_data_parallel_matches_one_device(report):
     assert (report["versions"]["precision"], report["versions"]["jit_compile"]) == ("float32", True)  # auto on a CPU
 
 
-def test_jax_two_processes_match_two_devices_and_resume_after_the_chief_is_killed(report):
+def test_jax_two_processes_resume_after_the_chief_is_killed_equal_to_two_devices(report):
     # jax.distributed joins the processes: two replicas over the two processes' devices, global batch 2B
-    assert all("2 replica(s), global batch 8" in found[0] for found in report["multi_replica_lines"]), report
-    # each process feeds its half of every global batch: after 30 steps every weight, moving statistic and
-    # momentum of one process over two devices (the same global batches; float32 summation order, far below 1e-3)
-    assert max(report["multi_vs_straight"].values()) < 1e-3, report["multi_vs_straight"]
-    # the processes hold one replicated copy of the weights; only the chief wrote the runs
-    straight, rerun = report["multi_fingerprints"][:2], report["multi_fingerprints"][2:]
-    assert straight[0] == straight[1] and len(straight[0]) == 1 and rerun[0] == rerun[1], report["multi_fingerprints"]
-    assert report["multi_run_dirs"] == ["multi_resumed", "multi_straight"]
+    assert all(found and all("2 replica(s), global batch 8" in line for line in found)
+               for found in report["multi_replica_lines"]), report["multi_replica_lines"]
     # the chief killed (SIGKILL) after its 4th checkpoint or later: the other process fails by itself (not killed
-    # by the test), and both restarted continue there and end bit for bit as the uninterrupted run
+    # by the test), and both restarted continue there to the last step
     assert report["multi_killed_at"] >= 4 and report["multi_survivor"][0] not in (0, -9), report["multi_survivor"]
     assert [bool(found) and found[-1].endswith(f"resuming at step {report['multi_killed_at']}")
             for found in report["multi_resumed_lines"]] == [True, True], report["multi_resumed_lines"]
-    assert max(report["multi_resumed_vs_multi_straight"].values()) == 0.0, report["multi_resumed_vs_multi_straight"]
     assert report["multi_resumed_step"] == 30
+    # the processes hold one replicated copy of the weights; only the chief wrote the run
+    fingerprints = report["multi_fingerprints"]
+    assert len(fingerprints[0]) == 1 and fingerprints[0] == fingerprints[1], fingerprints
+    assert report["multi_run_dirs"] == ["multi_resumed"]
+    # each process feeds its half of every global batch, so the killed and resumed two-process run trains on what
+    # one process over two devices does, and ends bit for bit as that uninterrupted run (`straight`): every weight,
+    # moving statistic and momentum after 30 steps. Exact, not close: with two replicas every cross-replica
+    # reduction adds two numbers, which rounds the same in either order and in any collective implementation, and
+    # each device runs the same compiled step
+    assert max(report["multi_resumed_vs_straight"].values()) == 0.0, report["multi_resumed_vs_straight"]
     # without a cluster in the environment multi_worker says how to name one
     assert "no cluster to join" in report["no_cluster"] and "--workers host0:port" in report["no_cluster"]
