@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 # The files whose tests start training processes or compile for minutes, longest first. make test hands whole
 # files to its pytest-xdist processes in collection order (--dist loadfile --no-loadscope-reorder): these go
 # first, and the many short files fill in around them instead of one long file starting last.
-LONGEST_FIRST = ("test_signals_mirrored.py", "test_jax_training.py", "test_signals.py", "test_engine.py",
+LONGEST_FIRST = ("test_signals_mirrored.py", "test_jax_training.py", "test_resume.py", "test_engine.py",
                  "test_xla_matrix.py", "test_bench_gpu.py", "test_watch.py", "test_install.py", "test_backbones.py")
 
 
@@ -45,7 +45,7 @@ def process_env(**extra):
 
 @pytest.fixture(scope="module")
 def resumable(tmp_path_factory):
-    """tests/tiny_runs.reference_run, once per test file that interrupts it."""
+    """tests/tiny_runs.reference_run, once for the file that interrupts it (tests/test_resume.py)."""
     from tiny_runs import reference_run
 
     return reference_run(tmp_path_factory.mktemp("resumable"))

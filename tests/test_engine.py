@@ -1,18 +1,14 @@
-"""End to end through tools/run.py on tiny settings: artefacts, W&B offline run, resume after a kill and the
-rerun rule."""
+"""End to end through tools/run.py on tiny settings: artefacts, W&B offline run, a fresh interpreter's use of the
+embedder (tests/test_resume.py: resume after a kill or a signal, and the rerun rule)."""
 import csv
 import json
-import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, process_env
-from tiny_runs import DEMO, assert_same_arrays, file_states, run_args, tiny
+from tiny_runs import DEMO, run_args, tiny
 from wandb_records import history_and_summary
 
 
@@ -57,77 +53,6 @@ def test_bad_override_fails_fast_naming_the_key(repo_root, monkeypatch):
         run_tool.main([DEMO, "--set", "train.epoch=1"])
     message = str(failed.value.code)
     assert "train.epoch" in message and "did you mean train.epochs" in message and "\n" not in message
-
-
-def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_path, monkeypatch, capsys):
-    """kill -9 mid-epoch, rerun: every weight and optimizer slot equals the uninterrupted run's, bit for bit.
-
-    7 steps per epoch, checkpoints every 3: a kill after step 9 resumes inside the second epoch, so
-    the resumed stream must skip the batches the killed run consumed; the last step (14) is not a
-    multiple of 3 and must be checkpointed all the same. The killed process's lock is taken over.
-    Then the rerun rule on the finished run: the same settings, or other values of keys that change
-    neither the weights nor the numbers, print the stored result and change nothing; other settings
-    are refused in one line; --allow-changes goes on with them and records them; raising
-    train.epochs trains on.
-    """
-    overrides, straight_dir, reference = resumable
-    assert reference[0]["step"] == 14 and reference[0]["batches"] == 14  # the last step, between two saves
-    monkeypatch.chdir(ROOT)
-    from tools import run as run_tool
-
-    command = [sys.executable, "tools/run.py", *run_args(overrides + [f"log.work_dir={tmp_path / 'killed'}"])]
-    run_dir = tmp_path / "killed" / "demo_synth_mfn_arc"
-    latest = run_dir / "checkpoints" / "latest.json"
-    proc = subprocess.Popen(command, cwd=ROOT, env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600  # as the Training watchdog: a loaded machine is slow, not wrong
-    while time.time() < deadline and proc.poll() is None:
-        if latest.is_file() and json.loads(latest.read_text())["step"] >= 9:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    reached = json.loads(latest.read_text())["step"]
-    assert 9 <= reached < 14, reached
-    assert json.loads((run_dir / "run.lock").read_text())["pid"] == proc.pid  # left behind by the kill
-
-    capsys.readouterr()
-    run_tool.main(command[2:])  # resumed in this process: no second TensorFlow start-up
-    assert f"resuming at step {reached}" in capsys.readouterr().out
-    assert_same_arrays(run_dir, reference)
-    assert not (run_dir / "run.lock").exists()
-
-    straight = overrides + [f"log.work_dir={straight_dir.parent}"]
-    before = file_states(straight_dir)
-    again = run_tool.main(run_args(straight))
-    free = run_tool.main(run_args(straight + ["eval.batch_size=7", "log.every_steps=5", "train.save_steps=2",
-                                              "log.wandb=offline", "train.strategy=one_device"]))
-    assert file_states(straight_dir) == before
-    stored = json.loads((straight_dir / "eval_report.json").read_text())
-    assert again["synthetic/accuracy"] == free["synthetic/accuracy"] == stored["synthetic/accuracy"]
-    assert again["step"] == 14
-
-    with pytest.raises(SystemExit) as refused:
-        run_tool.main(run_args(straight + ["model.head.m=0.4", "train.lr=0.05", "train.epochs=3"]))
-    message = str(refused.value.code)
-    assert message.startswith(f"error: {straight_dir} was trained with other settings: ") and "\n" not in message
-    assert "model.head.m 0.3 → 0.4, train.lr 0.1 → 0.05; " in message and "epochs" not in message
-    assert "--set name=" in message and "--allow-changes" in message
-    assert file_states(straight_dir) == before
-
-    extended = tmp_path / "extended" / "demo_synth_mfn_arc"  # a copy: the reference stays as trained
-    shutil.copytree(straight_dir, extended)
-    unflipped = run_tool.main(run_args(overrides + [f"log.work_dir={extended.parent}", "eval.flip=false"])
-                              + ["--allow-changes"])
-    assert unflipped["step"] == 14 and json.loads((extended / "config.json").read_text())["eval"]["flip"] is False
-    assert json.loads((extended / "eval_report.json").read_text())["synthetic/accuracy"] == unflipped["synthetic/accuracy"]
-    longer = run_tool.main(run_args(overrides + [f"log.work_dir={extended.parent}", "eval.flip=false", "train.epochs=3"]))
-    assert longer["step"] == 21
-    with open(extended / "train_log.csv") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
-    history = [json.loads(line) for line in (extended / "history.jsonl").read_text().splitlines()]
-    assert [entry["changes"] for entry in history] == [{"eval.flip": {"old": True, "new": False}},
-                                                       {"train.epochs": {"old": 2, "new": 3}}]
-    assert history[0]["command"].endswith("--allow-changes") and "train.epochs=3" in history[1]["command"]
 
 
 def test_a_fresh_interpreter_loads_a_saved_embedder_after_import_arcface_keras(tmp_path, repo_root):

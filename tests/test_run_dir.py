@@ -1,5 +1,5 @@
 """The run directory's lock (who holds it, when a lock is stale) and the rerun rule on settings, without
-training (tests/test_engine.py runs both through real tools/run.py processes)."""
+training (tests/test_resume.py runs both through real tools/run.py processes)."""
 import json
 import os
 import socket
