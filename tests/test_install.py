@@ -4,6 +4,9 @@ Several distributions install the same `tensorflow/` package (tensorflow, tensor
 of them in one environment overwrite each other's files. pip resolves the cpu and gpu installs against
 the package index without installing anything (`--dry-run --report`), both at once; the plain install
 (no extras) is read from the cpu install's dependency graph. Without the index the test skips.
+Wheels only (`--only-binary :all:`, the project itself excepted): every distribution of these installs
+ships wheels, and pip then skips the source releases, which halved the resolution's time (the same
+distributions resolved both ways, checked by hand).
 """
 import concurrent.futures
 import json
@@ -48,8 +51,8 @@ def resolve(project, extras):
     """The distributions `pip install .[extras]` would install into an empty environment: pip's report items."""
     target = f"{project}[{extras}]"
     report = project / f"report-{extras}.json"
-    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--report", str(report), target]
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--only-binary",
+               ":all:", "--report", str(report), target]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=RESOLVE_SECONDS)
     except subprocess.TimeoutExpired:
