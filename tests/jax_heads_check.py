@@ -1,4 +1,5 @@
-"""Every registered head on the JAX backend: forward, one training step, state updates, .keras round trip.
+"""Every registered head on the JAX backend without TensorFlow (as `pip install .` has it): forward, one training
+step, state updates, .keras round trip.
 
 All heads sit side by side in one model, so the training step is compiled once.
 Run as `KERAS_BACKEND=jax python tests/jax_heads_check.py`; exits non-zero on the first failure.
@@ -11,6 +12,7 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "jax"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+sys.modules["tensorflow"] = None  # the JAX backend alone, as a plain install has no TensorFlow
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -5,6 +5,7 @@
 REFERENCES holds TensorFlow's non-XLA runs by (backbone, precision); for each, the same model is built
 here, given the reference's starting state, and stepped compiled (JAX always compiles a Keras step with
 XLA); RESULTS gets `xla_matrix.compiled`'s record, or the error, for each. Exits 1 if one failed.
+TensorFlow stays out of this process, as a plain install (`pip install .`) has none.
 """
 import os
 import pickle
@@ -17,6 +18,7 @@ os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
+sys.modules["tensorflow"] = None  # the JAX backend alone, as a plain install has no TensorFlow
 import keras  # noqa: E402
 
 import xla_matrix  # noqa: E402
