@@ -138,7 +138,7 @@ def insightface_read_out(fpr, tpr, far):
 def reference_identification(feats, probes, gallery, fpir):
     """Brute force: rank of the mate counting ties against it; TPIR as the best TPIR over all thresholds
     whose FPIR (non-mated top scores strictly above the threshold) is at most `fpir`."""
-    mated, rank, mate_score, nonmated_top = [], [], [], []
+    rank, mate_score, nonmated_top = [], [], []
     for probe, subject in probes:
         sims = {g: float(feats[probe] @ feats[g]) for g, _ in gallery}
         mates = [sims[g] for g, s in gallery if s == subject]

@@ -1,7 +1,7 @@
 """Run a tool with the CPU split into two logical devices (two MirroredStrategy replicas), as a user
-with two GPUs would run it:
+with two GPUs would run it; `--then` runs another command after it in the same process:
 
-    python tests/two_cpus.py tools/run.py EXPERIMENT --set train.strategy=mirrored ...
+    python tests/two_cpus.py tools/run.py EXPERIMENT --set train.strategy=mirrored ... [--then tools/run.py ...]
 """
 import os
 import runpy
@@ -16,5 +16,9 @@ import tensorflow as tf  # noqa: E402
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+commands = [[]]
+for arg in sys.argv[1:]:
+    commands.append([]) if arg == "--then" else commands[-1].append(arg)
+for command in commands:
+    sys.argv = command
+    runpy.run_path(sys.argv[0], run_name="__main__")
