@@ -1,14 +1,14 @@
 """Every install path resolves to at most one TensorFlow distribution (pip's resolver, dry run).
 
 Several distributions install the same `tensorflow/` package (tensorflow, tensorflow-cpu, ...): two
-of them in one environment overwrite each other's files. pip resolves the cpu and gpu installs against
-the package index without installing anything (`--dry-run --report`), both at once; the plain install
-(no extras) is read from the cpu install's dependency graph. Without the index the test skips.
-Wheels only (`--only-binary :all:`, the project itself excepted): every distribution of these installs
-ships wheels, and pip then skips the source releases, which halved the resolution's time (the same
-distributions resolved both ways, checked by hand).
+of them in one environment overwrite each other's files. pip resolves every extra at once against the
+package index without installing anything (`pip install --dry-run --report .[cpu,gpu,dev]`), and each
+install (cpu,dev; gpu,dev; none) is read from that resolution's dependency graph: the distributions its
+requirements reach. Resolved one by one, the cpu,dev and gpu,dev installs gave the same distributions
+at the same versions (checked by hand), in twice the time. Wheels only (`--only-binary :all:`, the
+project itself excepted): every distribution here ships wheels, and pip skips the source releases.
+Without the index the test skips.
 """
-import concurrent.futures
 import json
 import os
 import platform
@@ -65,24 +65,24 @@ def names(items):
     return {normalise(item["metadata"]["name"]) for item in items}
 
 
-def without_extras(items):
-    """Names of the distributions among `items` that the project's own requirements (no extras) reach, through
+def reached(items, extras=()):
+    """Names of the distributions among `items` that the project's requirements with `extras` reach, through
     each resolved distribution's requirements (with the extras asked of it)."""
     from packaging.requirements import Requirement
 
     resolved = {normalise(item["metadata"]["name"]): item["metadata"] for item in items}
     project = next(item["metadata"] for item in items if item.get("is_direct"))
-    reached, todo = set(), [(project, ())]
+    found, todo = set(), [(project, tuple(extras))]
     while todo:
-        metadata, extras = todo.pop()
+        metadata, asked = todo.pop()
         for requirement in map(Requirement, metadata.get("requires_dist", [])):
             key = (normalise(requirement.name), tuple(sorted(requirement.extras)))
             wanted = requirement.marker is None or any(requirement.marker.evaluate({"extra": extra})
-                                                       for extra in extras or ("",))
-            if wanted and key not in reached:
-                reached.add(key)
+                                                       for extra in asked or ("",))
+            if wanted and key not in found:
+                found.add(key)
                 todo.append((resolved[key[0]], key[1]))
-    return {name for name, _ in reached}
+    return {name for name, _ in found}
 
 
 INSTALLS = [
@@ -92,27 +92,22 @@ INSTALLS = [
 
 
 @pytest.fixture(scope="module")
-def resolutions(project):
-    """{extras: future of resolve(...)} for every install, all started now, each on its own copy of the project
-    (building its metadata writes there); a skip or failure is raised by the future's result(), in its own test."""
-    copies = {extras: shutil.copytree(project, project.with_name(f"{project.name}-{extras}"))
-              for extras, _ in INSTALLS}
-    pool = concurrent.futures.ThreadPoolExecutor(len(INSTALLS))
-    yield {extras: pool.submit(resolve, copy, extras) for extras, copy in copies.items()}
-    pool.shutdown(cancel_futures=True)
+def resolution(project):
+    """pip's report items for every extra at once."""
+    return resolve(project, ",".join(sorted({extra for extras, _ in INSTALLS for extra in extras.split(",")})))
 
 
 @pytest.mark.parametrize("extras, expected", INSTALLS)
-def test_each_install_has_at_most_one_tensorflow(resolutions, extras, expected):
-    installed = names(resolutions[extras].result())
+def test_each_install_has_at_most_one_tensorflow(resolution, extras, expected):
+    installed = reached(resolution, extras.split(","))
     assert installed & TENSORFLOW_DISTRIBUTIONS == expected
     assert "keras" in installed
     if extras.startswith("gpu") and sys.platform == "linux":
         assert "nvidia-cudnn-cu12" in installed  # the and-cuda extra came along
 
 
-def test_the_plain_install_has_no_tensorflow(resolutions):
+def test_the_plain_install_has_no_tensorflow(resolution):
     """The models and heads alone (`pip install .`; the JAX backend needs no TensorFlow)."""
-    installed = without_extras(resolutions["cpu,dev"].result())
+    installed = reached(resolution)
     assert not installed & TENSORFLOW_DISTRIBUTIONS and {"keras", "numpy", "mtcnn"} <= installed
     assert not installed & {"jax", "pytest", "onnxruntime"}  # what only the extras ask for stays out
