@@ -21,8 +21,9 @@ import pytest  # noqa: E402
 # The files whose tests start training processes or compile for minutes, longest first. make test hands whole
 # files to its pytest-xdist processes in collection order (--dist loadfile --no-loadscope-reorder): these go
 # first, and the many short files fill in around them instead of one long file starting last.
-LONGEST_FIRST = ("test_signals_mirrored.py", "test_jax_training.py", "test_resume.py", "test_engine.py",
-                 "test_xla_matrix.py", "test_bench_gpu.py", "test_watch.py", "test_install.py", "test_backbones.py")
+LONGEST_FIRST = ("test_experiments.py", "test_xla_matrix.py", "test_resume.py", "test_signals_mirrored.py",
+                 "test_jax_training.py", "test_distribute.py", "test_backbones.py", "test_bench_gpu.py",
+                 "test_install.py", "test_watch.py", "test_import_weights.py", "test_engine.py")
 
 
 def pytest_collection_modifyitems(items):
