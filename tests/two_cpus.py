@@ -18,7 +18,10 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 commands = [[]]
 for arg in sys.argv[1:]:
-    commands.append([]) if arg == "--then" else commands[-1].append(arg)
+    if arg == "--then":
+        commands.append([])
+    else:
+        commands[-1].append(arg)
 for command in commands:
     sys.argv = command
     runpy.run_path(sys.argv[0], run_name="__main__")
