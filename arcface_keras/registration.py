@@ -13,6 +13,7 @@ import sys
 
 from arcface_keras import import_hooks
 
+
 def register():
     """Import the modules that define the project's Keras-serialisable classes."""
     from arcface_keras.backbones import layers  # noqa: F401

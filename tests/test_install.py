@@ -61,10 +61,6 @@ def resolve(project, extras):
     return json.loads(report.read_text())["install"]
 
 
-def names(items):
-    return {normalise(item["metadata"]["name"]) for item in items}
-
-
 def reached(items, extras=()):
     """Names of the distributions among `items` that the project's requirements with `extras` reach, through
     each resolved distribution's requirements (with the extras asked of it)."""

@@ -14,9 +14,8 @@ def test_sigterm_stops_a_mirrored_run_that_resumes_exactly(tmp_path):
     of the same setup (trained after it, in the rerun's process)."""
     overrides = tiny(tmp_path, steps=7, epochs=2, extra=["eval.every_steps=0", "log.wandb=disabled",
                                                           "train.strategy=mirrored", "train.batch_size=4"])
-    two_cpus = [sys.executable, "tests/two_cpus.py"]
-    command = two_cpus + ["tools/run.py"] + run_args(overrides + [f"log.work_dir={tmp_path / 'stopped'}",
-                                                                  "train.save_steps=0"])
+    command = [sys.executable, "tests/two_cpus.py", "tools/run.py",
+               *run_args(overrides + [f"log.work_dir={tmp_path / 'stopped'}", "train.save_steps=0"])]
     run_dir = tmp_path / "stopped" / "demo_synth_mfn_arc"
 
     first = Training(command, tmp_path / "first.err")
