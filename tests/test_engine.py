@@ -8,15 +8,12 @@ import sys
 import keras
 import numpy as np
 import pytest
-from tiny_runs import DEMO, run_args, tiny
+from tiny_runs import DEMO, run_here, tiny
 from wandb_records import history_and_summary
 
 
-def test_tiny_run_writes_every_artefact(tmp_path, repo_root, monkeypatch):
-    monkeypatch.chdir(repo_root)
-    from tools import run as run_tool
-
-    result = run_tool.main(run_args(tiny(tmp_path)))
+def test_tiny_run_writes_every_artefact(tmp_path):
+    result = run_here(tiny(tmp_path))
     run_dir = tmp_path / "runs" / "demo_synth_mfn_arc"
     assert result["step"] == 8
     assert 0.0 <= result["synthetic/accuracy"] <= 1.0

@@ -76,12 +76,16 @@ def progress_step(line):
 
 def run_here(overrides, stdout=None):
     """tools/run.py on the tiny demo in this process (no second TensorFlow start-up), printing to `stdout`
-    (default: this process's)."""
+    (default: this process's). Then W&B's service is shut down, as the command's exit would: `run.finish()`
+    can return before the service has written the run file's last rows, and the tests read that file."""
     from tools import run as run_tool
 
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout or sys.stdout):
         patch.chdir(ROOT)
-        return run_tool.main(run_args(overrides))
+        result = run_tool.main(run_args(overrides))
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    return result
 
 
 def reference_run(root):
