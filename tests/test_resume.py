@@ -3,6 +3,7 @@ the run ends equal to one uninterrupted run (trained once for the file). Also: o
 rule on a stopped and on a finished run."""
 import contextlib
 import csv
+import gc
 import json
 import os
 import re
@@ -17,6 +18,24 @@ import pytest
 from conftest import ROOT, process_env
 from tiny_runs import (Lines, Training, assert_same_arrays, checkpoint_arrays, file_states, latest_step,
                        progress_step, run_args, stopped_at)
+
+
+def exit_code_in_process(argv, stdout=None):
+    """tools/run.py's main in this process, which must exit with an error or a signal's code: that code. The
+    stopped run is freed at once: left in the exception's reference cycles, its tf.data iterators would be
+    destroyed by some later garbage collection in this process, and TensorFlow's destructor waits for the
+    iterator's autotuning thread to wake next, seconds later for an iterator some 30 s old (up to 60 s)."""
+    from tools import run as run_tool
+
+    try:
+        with contextlib.redirect_stdout(stdout or sys.stdout):
+            run_tool.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        raise AssertionError(f"tools/run.py {' '.join(argv)} did not stop")
+    gc.collect()
+    return code
 
 
 def test_killed_run_resumes_exactly_and_a_finished_run_is_final(resumable, tmp_path, monkeypatch, capsys):
@@ -116,9 +135,8 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
             sent.append(signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)
 
-    with pytest.raises(SystemExit) as first, contextlib.redirect_stdout(Lines(term_at_step_2)):
-        run_tool.main(command[2:])
-    term = stopped_at(first.value.code, capsys.readouterr().err.strip().splitlines(), "SIGTERM", 143)
+    code = exit_code_in_process(command[2:], Lines(term_at_step_2))
+    term = stopped_at(code, capsys.readouterr().err.strip().splitlines(), "SIGTERM", 143)
     assert term == latest_step(run_dir) < 14
 
     before = file_states(run_dir)
@@ -135,13 +153,12 @@ def test_signals_and_a_full_disk_stop_a_run_that_resumes_exactly(resumable, tmp_
     checkpoint_size = max(path.stat().st_size for path in (run_dir / "checkpoints").glob("ckpt-*.weights.h5"))
     resource.setrlimit(resource.RLIMIT_FSIZE, (checkpoint_size // 2, limits[1]))  # the next checkpoint does not fit
     try:
-        with pytest.raises(SystemExit) as full:
-            run_tool.main(command[2:])
+        full = exit_code_in_process(command[2:])
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
     assert re.fullmatch(rf"error: cannot write {re.escape(str(run_dir))}/checkpoints/ckpt-\d{{8}}\.weights\.h5: File "
                         rf"too large \(\S+ \w?B free there\); the newest checkpoint \(step {term}\) is intact: make "
-                        "room and rerun the same command", str(full.value.code)), full.value.code
+                        "room and rerun the same command", str(full)), full
     assert latest_step(run_dir) == term and checkpoint_arrays(run_dir)[1]  # it still loads
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")) == []
 
