@@ -24,7 +24,7 @@ def exit_code_in_process(argv, stdout=None):
     """tools/run.py's main in this process, which must exit with an error or a signal's code: that code. The
     stopped run is freed at once: left in the exception's reference cycles, its tf.data iterators would be
     destroyed by some later garbage collection in this process, and TensorFlow's destructor waits for the
-    iterator's autotuning thread to wake next, seconds later for an iterator some 30 s old (up to 60 s)."""
+    iterator's autotuning thread to wake next, seconds later for an iterator idle some 30 s (up to 60 s)."""
     from tools import run as run_tool
 
     try:
