@@ -132,7 +132,7 @@ def test_verify_names_truncated_shard(two_sources, repo_root):
         verify(out)
     with pytest.raises(SystemExit, match=shard.name):
         tool.main(["--out", str(out), "--verify"])
-    gc.collect()  # the reading iterators the errors hold, freed while young (tests/test_resume.exit_code_in_process)
+    gc.collect()  # the reading iterators the errors hold, freed before they sit idle (test_resume.exit_code_in_process)
 
 
 def test_verify_checks_counts_and_labels(tmp_path):
